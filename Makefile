@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   creates .venv, deblurs a sample clip with the shipped default model
+#   make test   creates .venv, runs the test suite (CPU only, no network at run time)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CPU build of this version installs from the local wheel cache on our machines;
+# on a CUDA machine install your torch into $(VENV) first and it is kept.
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: setup test demo clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(PY) -m pipeline demo
+
+clean:
+	rm -rf $(VENV) demo_out *.egg-info

@@ -1,0 +1,86 @@
+"""Colour properties of a video stream, and the swscale settings that convert it to RGB and back.
+
+The model works on RGB, so every frame is converted YUV → RGB → YUV. Both directions must use
+the stream's own matrix and range, or colours shift (the classic BT.601-vs-709 mistake), and the
+output must carry the input's primaries / transfer / matrix / range tags so players show it alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# FFmpeg's AVColorSpace values (libavutil/pixfmt.h).
+_SPC_BT709 = 1
+_SPC_UNSPECIFIED = 2
+_SPC_FCC = 4
+_SPC_BT470BG = 5
+_SPC_SMPTE170M = 6
+_SPC_SMPTE240M = 7
+_SPC_BT2020_NCL = 9
+_SPC_BT2020_CL = 10
+
+# swscale's SWS_CS_* constants, which PyAV's reformatter takes as its colorspace argument.
+_SWS_BT709 = 1
+_SWS_FCC = 4
+_SWS_BT601 = 5
+_SWS_SMPTE240M = 7
+_SWS_BT2020 = 9
+
+_SPC_TO_SWS = {
+    _SPC_BT709: _SWS_BT709,
+    _SPC_FCC: _SWS_FCC,
+    _SPC_BT470BG: _SWS_BT601,
+    _SPC_SMPTE170M: _SWS_BT601,
+    _SPC_SMPTE240M: _SWS_SMPTE240M,
+    _SPC_BT2020_NCL: _SWS_BT2020,
+    _SPC_BT2020_CL: _SWS_BT2020,
+}
+
+# AVColorRange values.
+RANGE_UNSPECIFIED = 0
+RANGE_LIMITED = 1
+RANGE_FULL = 2
+
+# Players assume BT.709 for untagged HD and BT.601 for untagged SD video; so do we.
+_HD_MIN_HEIGHT = 720
+
+
+@dataclass(frozen=True)
+class ColourProperties:
+    """The four colour tags of a video stream, as FFmpeg's integer enums (0/2 = unspecified)."""
+
+    primaries: int = 2
+    transfer: int = 2
+    matrix: int = _SPC_UNSPECIFIED
+    range: int = RANGE_UNSPECIFIED
+
+    @classmethod
+    def of_frame(cls, frame, pix_fmt: str) -> "ColourProperties":
+        """Read the tags of a decoded ``av.VideoFrame``; ``yuvj*`` formats imply full range."""
+        colour_range = int(frame.color_range)
+        if colour_range == RANGE_UNSPECIFIED and pix_fmt.startswith("yuvj"):
+            colour_range = RANGE_FULL
+        return cls(
+            primaries=int(frame.color_primaries),
+            transfer=int(frame.color_trc),
+            matrix=int(frame.colorspace),
+            range=colour_range,
+        )
+
+    def sws_matrix(self, height: int) -> int:
+        """The swscale colorspace to convert with: the tagged one, or the usual default."""
+        if self.matrix in _SPC_TO_SWS:
+            return _SPC_TO_SWS[self.matrix]
+        return _SWS_BT709 if height >= _HD_MIN_HEIGHT else _SWS_BT601
+
+    @property
+    def sws_range(self) -> int:
+        """The range swscale should assume: untagged video is limited range."""
+        return RANGE_FULL if self.range == RANGE_FULL else RANGE_LIMITED
+
+    def tag(self, target) -> None:
+        """Write the tags onto an ``av.VideoFrame`` or a video codec context."""
+        target.color_primaries = self.primaries
+        target.color_trc = self.transfer
+        target.colorspace = self.matrix
+        target.color_range = self.range

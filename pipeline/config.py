@@ -1,0 +1,28 @@
+"""The settings of one `process` run, as one frozen dataclass (the CLI fills it from flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.video_writer import EncoderSettings
+
+# The model that ships inside the repository, used when no --model is given.
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "weights" / "default.safetensors"
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """How to deblur one video."""
+
+    model: Path | None = None       # generator checkpoint; None = the shipped default model
+    device: str = "auto"            # auto (CUDA if present), cpu, cuda, cuda:N
+    precision: str = "auto"         # auto (bf16/fp16 on GPU, fp32 on CPU), fp32, tf32, bf16, fp16
+    batch_size: int = 0             # frames per model call; 0 = from free GPU memory (4 on CPU)
+    tile: int = 0                   # tile side in pixels for huge frames; 0 = whole frames
+    tile_overlap: int = 32          # pixels shared by neighbouring tiles, blended linearly
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    overwrite: bool = False         # replace an existing output file
+    progress: bool = True           # progress bar on stderr
+    decode_threads: int = 0         # decoder threads; 0 = FFmpeg's automatic choice
+    queue_frames: int = 32          # frames buffered between decode, model and encode stages

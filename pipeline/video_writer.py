@@ -1,0 +1,300 @@
+"""Encoding restored frames with PyAV, and copying the input's other streams beside them.
+
+The video is re-encoded with each frame's original timestamp in the input's time base; audio
+and subtitle packets are remuxed untouched from a second reader of the input, interleaved by
+time as the video is written. Rotation (the display matrix), colour tags and container/stream
+metadata are carried over, so the output plays exactly like the input, only sharper.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from pipeline.colour import RANGE_FULL, ColourProperties
+from pipeline.errors import PipelineError
+from pipeline.video_reader import VideoInfo
+
+log = logging.getLogger(__name__)
+
+# Per-codec quality defaults: visually lossless-ish, what a restoration user expects.
+DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 24, "libsvtav1": 28}
+DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8"}
+# For codecs without CRF (mpeg4, mjpeg, mpeg2video...): qscale 2 is near-transparent.
+DEFAULT_QSCALE = 2
+FF_QP2LAMBDA = 118
+# Audio is muxed this far ahead of the video so the muxer can interleave without buffering much.
+INTERLEAVE_AHEAD_S = 1.0
+# Containers whose video we write as WebM-compatible codecs only.
+WEBM_EXTENSIONS = {".webm"}
+# Raw elementary streams can't hold timestamps or audio; their output goes into Matroska.
+RAW_STREAM_EXTENSIONS = {".h264", ".264", ".h265", ".265", ".hevc", ".m4v", ".vvc", ".266", ".ivf", ".obu"}
+# Metadata keys that describe the old file's muxer/encoder rather than its content.
+_STALE_METADATA = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration"}
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """How the restored video is encoded. ``None`` fields take a default fitting the input."""
+
+    codec: str | None = None     # FFmpeg encoder name: libx264, libx265, libvpx-vp9, libsvtav1, ffv1, ...
+    crf: int | None = None       # quality for CRF codecs (lower = better); codec default if None
+    preset: str | None = None    # speed/size trade-off for x264/x265/svt-av1
+    pix_fmt: str | None = None   # output pixel format; the input's when the encoder supports it
+    threads: int = 0             # encoder threads; 0 = FFmpeg's automatic choice
+
+
+def default_output_suffix(input_path: Path) -> str:
+    """The output's extension: the input's, except for raw streams, which go into .mkv."""
+    suffix = input_path.suffix.lower()
+    if suffix in RAW_STREAM_EXTENSIONS or not suffix:
+        return ".mkv"
+    return input_path.suffix
+
+
+def choose_codec(settings: EncoderSettings, info: VideoInfo, output: Path) -> str:
+    """The encoder to use: the user's, else H.264 (HEVC for >8-bit, VP9 or AV1 for WebM)."""
+    if settings.codec:
+        try:
+            av.codec.Codec(settings.codec, "w")
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise PipelineError(f"unknown video encoder {settings.codec!r} "
+                                f"(try libx264, libx265, libvpx-vp9, libsvtav1, ffv1)") from exc
+        return settings.codec
+    if output.suffix.lower() in WEBM_EXTENSIONS:
+        return "libsvtav1" if info.bit_depth > 8 else "libvpx-vp9"
+    return "libx265" if info.bit_depth > 8 else "libx264"
+
+
+def choose_pix_fmt(codec: str, settings: EncoderSettings, info: VideoInfo) -> str:
+    """Keep the input's pixel format (bit depth, chroma) where the encoder allows it."""
+    supported = [f.name for f in av.codec.Codec(codec, "w").video_formats or []]
+    if settings.pix_fmt:
+        if supported and settings.pix_fmt not in supported:
+            raise PipelineError(f"encoder {codec} does not support pixel format "
+                                f"{settings.pix_fmt!r} (it supports {', '.join(supported)})")
+        return settings.pix_fmt
+    if not supported:
+        return info.pix_fmt
+    odd = info.width % 2 or info.height % 2
+    wanted = [info.pix_fmt]
+    if info.bit_depth > 8:
+        wanted += ["yuv444p10le" if odd else "yuv420p10le", "yuv420p10le"]
+    # 4:2:0 needs even sizes in x264/x265; 4:4:4 keeps an odd size exact instead of cropping.
+    wanted += ["yuv444p", "yuv420p"] if odd else ["yuv420p", "yuv444p"]
+    for name in wanted:
+        if name in supported and not (odd and _subsampled(name) and codec in ("libx264", "libx265")):
+            return name
+    return supported[0]
+
+
+def _subsampled(pix_fmt: str) -> bool:
+    return "420" in pix_fmt or "422" in pix_fmt or pix_fmt.startswith("nv")
+
+
+class VideoWriter:
+    """Writes restored RGB frames with given timestamps, plus the input's audio and subtitles.
+
+    Args:
+        path: where to write (normally a temporary path the caller renames when done).
+        info: the probed input, whose other streams are copied.
+        colour: the input's colour tags, reproduced on every output frame.
+        display_matrix: the input's rotation/flip matrix (9 ints), or None.
+        settings: codec, quality and pixel format choices.
+        container_format: FFmpeg muxer name, or None to pick it from the path's extension.
+        copy_streams: copy the input's audio and subtitle streams (False for segment files).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        info: VideoInfo,
+        *,
+        colour: ColourProperties,
+        display_matrix: tuple[int, ...] | None,
+        settings: EncoderSettings = EncoderSettings(),
+        container_format: str | None = None,
+        copy_streams: bool = True,
+        output_name: Path | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.info = info
+        self.colour = colour
+        self.output_name = name_for_defaults = output_name or self.path
+        self.codec = choose_codec(settings, info, name_for_defaults)
+        self.pix_fmt = choose_pix_fmt(self.codec, settings, info)
+        try:
+            self._out = av.open(str(self.path), "w", format=container_format)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise PipelineError(f"{name_for_defaults}: cannot create output ({exc})") from exc
+        self._source = None
+        try:
+            self._video = self._add_video_stream(settings, display_matrix)
+            self._copies = self._add_copied_streams() if copy_streams else {}
+            self._copy_metadata()
+        except BaseException:
+            self.abort()
+            raise
+        self._rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
+        self.frames_written = 0
+        self._pending_copy = None
+
+    def _add_video_stream(self, settings: EncoderSettings, display_matrix):
+        info = self.info
+        rate = info.frame_rate if info.frame_rate > 0 else Fraction(25)
+        stream = self._out.add_stream(self.codec, rate=rate)
+        stream.width = info.width
+        stream.height = info.height
+        stream.pix_fmt = self.pix_fmt
+        # Timestamps are written in the input's own time base, so every one survives exactly.
+        stream.time_base = info.time_base
+        stream.codec_context.time_base = info.time_base
+        stream.codec_context.thread_count = settings.threads
+        stream.thread_type = "AUTO"
+        self.colour.tag(stream.codec_context)
+        stream.options = self._codec_options(settings)
+        if self._container_name() == "avi":
+            # AVI stores decode order only; B-frames there come back with scrambled timestamps.
+            stream.options["bf"] = "0"
+        if display_matrix is not None:
+            stream.set_display_matrix(list(display_matrix))
+        return stream
+
+    def _container_name(self) -> str:
+        return self._out.format.name
+
+    def _codec_options(self, settings: EncoderSettings) -> dict[str, str]:
+        codec = self.codec
+        options: dict[str, str] = {}
+        if codec in DEFAULT_CRF:
+            options["crf"] = str(settings.crf if settings.crf is not None else DEFAULT_CRF[codec])
+        elif settings.crf is not None:
+            raise PipelineError(f"--crf does not apply to encoder {codec}; "
+                                f"use one of {', '.join(DEFAULT_CRF)}")
+        elif codec not in ("ffv1", "png", "huffyuv", "utvideo") and not codec.endswith("rgb"):
+            options.update(flags="+qscale", global_quality=str(DEFAULT_QSCALE * FF_QP2LAMBDA))
+        if codec in DEFAULT_PRESET:
+            options["preset"] = settings.preset or DEFAULT_PRESET[codec]
+        elif settings.preset is not None:
+            raise PipelineError(f"--preset does not apply to encoder {codec}; "
+                                f"presets exist for {', '.join(DEFAULT_PRESET)}")
+        if codec == "libvpx-vp9":
+            options.update(b="0", deadline="good", **{"cpu-used": "4", "row-mt": "1"})
+        if codec == "libx265":
+            options["x265-params"] = "log-level=error"
+        return options
+
+    def _add_copied_streams(self) -> dict[int, object]:
+        if not self.info.copied_streams:
+            return {}
+        self._source = av.open(str(self.info.path), metadata_errors="ignore")
+        copies = {}
+        for stream in self._source.streams:
+            if stream.type not in ("audio", "subtitle"):
+                continue
+            try:
+                copies[stream.index] = self._out.add_stream_from_template(stream)
+            except (av.error.FFmpegError, ValueError) as exc:
+                raise PipelineError(
+                    f"{self.path.name}: the {stream.type} stream #{stream.index} "
+                    f"({stream.codec_context.name}) cannot be copied into this container "
+                    f"({exc}); choose an output extension such as .mkv") from exc
+            copies[stream.index].metadata.update(stream.metadata)
+        self._packets = self._source.demux(*[self._source.streams[i] for i in copies])
+        return copies
+
+    def _copy_metadata(self) -> None:
+        source = av.open(str(self.info.path), metadata_errors="ignore")
+        try:
+            kept = {k: v for k, v in source.metadata.items() if k.lower() not in _STALE_METADATA}
+            self._out.metadata.update(kept)
+            video_meta = source.streams.video[0].metadata
+            self._video.metadata.update(
+                {k: v for k, v in video_meta.items() if k.lower() in ("language", "title", "creation_time")})
+        finally:
+            source.close()
+
+    def write(self, rgb: np.ndarray, pts: int) -> None:
+        """Encode one restored frame. rgb: (H, W, 3) uint8 or uint16, full-range RGB."""
+        frame = av.VideoFrame.from_ndarray(rgb, format=self._rgb_format)
+        frame = frame.reformat(
+            format=self.pix_fmt,
+            src_colorspace=self.colour.sws_matrix(self.info.height),
+            dst_colorspace=self.colour.sws_matrix(self.info.height),
+            src_color_range=RANGE_FULL,
+            dst_color_range=self.colour.sws_range,
+        )
+        self.colour.tag(frame)
+        frame.pts = pts
+        frame.time_base = self.info.time_base
+        self._mux(self._encode(frame))
+        self.frames_written += 1
+
+    def _encode(self, frame):
+        try:
+            return self._video.encode(frame)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise PipelineError(f"encoding with {self.codec} failed ({exc})") from exc
+
+    def _mux(self, packets) -> None:
+        for packet in packets:
+            if packet.pts is not None and self._copies:
+                self._copy_until(float(packet.pts * packet.time_base) + INTERLEAVE_AHEAD_S)
+            try:
+                self._out.mux(packet)
+            except av.error.FFmpegError as exc:
+                raise PipelineError(f"{self.output_name.name}: writing the video failed "
+                                    f"({exc.strerror})") from exc
+
+    def _copy_until(self, seconds: float | None) -> None:
+        """Remux copied-stream packets whose time is before ``seconds`` (None = all)."""
+        while True:
+            packet = self._pending_copy
+            if packet is None:
+                packet = next(self._packets, None)
+                if packet is None:
+                    return
+            if packet.dts is None and packet.pts is None:
+                self._pending_copy = None  # a demuxer flush marker, nothing to copy
+                continue
+            when = packet.dts if packet.dts is not None else packet.pts
+            if seconds is not None and float(when * packet.time_base) > seconds:
+                self._pending_copy = packet
+                return
+            self._pending_copy = None
+            kind = packet.stream.type
+            packet.stream = self._copies[packet.stream.index]
+            try:
+                self._out.mux(packet)
+            except av.error.FFmpegError as exc:
+                raise PipelineError(
+                    f"{self.output_name.name}: the input's {kind} stream cannot be copied into "
+                    f"{self._container_name()} unchanged ({exc.strerror}); "
+                    f"write to .mkv instead (-o NAME.mkv)") from exc
+
+    def close(self) -> int:
+        """Flush the encoder, copy what is left of the other streams, finish the file.
+
+        Returns the number of video frames written."""
+        try:
+            self._mux(self._encode(None))
+            if self._copies:
+                self._copy_until(None)
+        finally:
+            self.abort()
+        return self.frames_written
+
+    def abort(self) -> None:
+        for container in (self._out, self._source):
+            if container is not None:
+                try:
+                    container.close()
+                except av.error.FFmpegError as exc:
+                    log.debug("closing %s: %s", container.name, exc)
+        self._source = None
