@@ -73,7 +73,8 @@ def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as exc:
-        raise PipelineError(f"{path}: not a readable video ({_ffmpeg_reason(exc)})") from exc
+        raise PipelineError(f"{path}: cannot be read as a video ({_ffmpeg_reason(exc)}); "
+                            f"it is truncated, corrupt or not a video file") from exc
 
 
 def _ffmpeg_reason(exc: Exception) -> str:
@@ -206,8 +207,14 @@ class FrameReader:
         self.repaired_timestamps = 0
         self.resized_frames = 0
 
-    def frames(self) -> Iterator[DecodedFrame]:
-        """Yield every frame once, in order. Raises PipelineError if decoding fails mid-way."""
+    def frames(self, seek_pts: int | None = None) -> Iterator[DecodedFrame]:
+        """Yield every frame once, in order. Raises PipelineError if decoding fails mid-way.
+
+        Args:
+            seek_pts: start decoding at the last keyframe at or before this timestamp (in
+                ``info.time_base``) instead of the beginning; indices then count from there
+                and the completeness check is skipped (the caller decides where to stop).
+        """
         info = self.info
         container = _open(info.path)
         try:
@@ -215,6 +222,10 @@ class FrameReader:
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = self._threads
             start = 0 if info.raw_stream else (stream.start_time or 0)
+            if seek_pts is not None:
+                if info.raw_stream:
+                    raise PipelineError(f"{info.path}: a raw stream has no timestamps to seek by")
+                container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
             frame_ticks = max(1, round(1 / (info.frame_rate * info.time_base)))
             rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
             last_pts: int | None = None
@@ -232,7 +243,7 @@ class FrameReader:
                 index += 1
         finally:
             container.close()
-        if index and last_pts is not None:
+        if index and last_pts is not None and seek_pts is None:
             self._check_complete((last_pts + frame_ticks - start) * info.time_base)
         if self.repaired_timestamps:
             log.warning(

@@ -25,7 +25,12 @@ log = logging.getLogger(__name__)
 
 # Per-codec quality defaults: visually lossless-ish, what a restoration user expects.
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 24, "libsvtav1": 28}
-DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8"}
+DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8", "libvpx-vp9": "medium"}
+# x264's preset names, mapped onto the speed knobs of encoders that have no presets of their own.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow", "placebo")
+_VP9_CPU_USED = dict(zip(X264_PRESETS, ("5", "5", "4", "4", "3", "2", "1", "0", "0", "0")))
+_SVTAV1_PRESET = dict(zip(X264_PRESETS, ("12", "11", "10", "9", "8", "6", "4", "2", "1", "0")))
 # For codecs without CRF (mpeg4, mjpeg, mpeg2video...): qscale 2 is near-transparent.
 DEFAULT_QSCALE = 2
 FF_QP2LAMBDA = 118
@@ -59,7 +64,7 @@ def default_output_suffix(input_path: Path) -> str:
 
 
 def choose_codec(settings: EncoderSettings, info: VideoInfo, output: Path) -> str:
-    """The encoder to use: the user's, else H.264 (HEVC for >8-bit, VP9 or AV1 for WebM)."""
+    """The encoder to use: the user's, else H.264 (HEVC for >8-bit, VP9/AV1 for WebM, MPEG-4 for AVI)."""
     if settings.codec:
         try:
             av.codec.Codec(settings.codec, "w")
@@ -69,6 +74,9 @@ def choose_codec(settings: EncoderSettings, info: VideoInfo, output: Path) -> st
         return settings.codec
     if output.suffix.lower() in WEBM_EXTENSIONS:
         return "libsvtav1" if info.bit_depth > 8 else "libvpx-vp9"
+    if output.suffix.lower() == ".avi":
+        # H.264 in AVI reads back one frame late (AVI has no pts); MPEG-4 Part 2 is native there.
+        return "mpeg4"
     return "libx265" if info.bit_depth > 8 else "libx264"
 
 
@@ -158,10 +166,11 @@ class VideoWriter:
         stream.codec_context.thread_count = settings.threads
         stream.thread_type = "AUTO"
         self.colour.tag(stream.codec_context)
-        stream.options = self._codec_options(settings)
+        options = self._codec_options(settings)
         if self._container_name() == "avi":
-            # AVI stores decode order only; B-frames there come back with scrambled timestamps.
-            stream.options["bf"] = "0"
+            # AVI stores decode order only; B-frames there come back with shifted timestamps.
+            options["bf"] = "0"
+        stream.options = options
         if display_matrix is not None:
             stream.set_display_matrix(list(display_matrix))
         return stream
@@ -179,13 +188,25 @@ class VideoWriter:
                                 f"use one of {', '.join(DEFAULT_CRF)}")
         elif codec not in ("ffv1", "png", "huffyuv", "utvideo") and not codec.endswith("rgb"):
             options.update(flags="+qscale", global_quality=str(DEFAULT_QSCALE * FF_QP2LAMBDA))
-        if codec in DEFAULT_PRESET:
-            options["preset"] = settings.preset or DEFAULT_PRESET[codec]
-        elif settings.preset is not None:
-            raise PipelineError(f"--preset does not apply to encoder {codec}; "
-                                f"presets exist for {', '.join(DEFAULT_PRESET)}")
+        preset = settings.preset or DEFAULT_PRESET.get(codec)
         if codec == "libvpx-vp9":
-            options.update(b="0", deadline="good", **{"cpu-used": "4", "row-mt": "1"})
+            if preset not in _VP9_CPU_USED:
+                raise PipelineError(f"unknown preset {preset!r} for {codec} "
+                                    f"(use one of {', '.join(X264_PRESETS)})")
+            options.update(b="0", deadline="good", **{"cpu-used": _VP9_CPU_USED[preset],
+                                                      "row-mt": "1"})
+        elif codec == "libsvtav1":
+            options["preset"] = _SVTAV1_PRESET.get(preset, preset)
+        elif codec in DEFAULT_PRESET:
+            if preset not in X264_PRESETS:
+                raise PipelineError(f"unknown preset {preset!r} for {codec} "
+                                    f"(use one of {', '.join(X264_PRESETS)})")
+            options["preset"] = preset
+        elif settings.preset is not None:
+            if settings.codec:
+                raise PipelineError(f"--preset does not apply to encoder {codec}; presets "
+                                    f"exist for {', '.join(DEFAULT_PRESET)}")
+            log.info("encoder %s has no presets; ignoring preset %r", codec, settings.preset)
         if codec == "libx265":
             options["x265-params"] = "log-level=error"
         return options

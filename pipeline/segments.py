@@ -1,0 +1,466 @@
+"""Splitting one video into segments at keyframes, and restoring one segment into its own file.
+
+A segment is a range of presentation timestamps that starts at a keyframe:
+segment k holds exactly the frames with ``start_pts <= pts < end_pts``, where both bounds are
+keyframe timestamps from a packet scan (no decoding), and consecutive GOPs are grouped so the
+segments have similar frame counts. Cutting by timestamp ranges, never by seconds or by frame
+counts guessed from an average rate, is what keeps every frame exactly once at the joins, with
+B-frames, edit lists and variable frame rate alike.
+
+The worker side seeks to a keyframe far enough before its range to have the neighbours a
+multi-frame model needs, decodes forward, restores exactly its frames (neighbours across the
+join included, edge frames replicated only at the clip's real ends, as the single-process path
+does), and encodes them with their original timestamps into a segment file of its own, which
+therefore starts with a keyframe. It then checks its range against the packet scan; a file
+whose frames don't match its packets (discarded frames, repaired timestamps) raises
+:class:`SegmentMismatch` and the driver processes that video as one segment instead.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.restorer import Restorer
+from pipeline.video_reader import (
+    TRUNCATION_TOLERANCE_FRACTION,
+    TRUNCATION_TOLERANCE_S,
+    DecodedFrame,
+    FrameReader,
+    VideoInfo,
+)
+from pipeline.video_writer import EncoderSettings, VideoWriter
+
+log = logging.getLogger(__name__)
+
+# Keyframes tried, one GOP further back each time, when the first seek point turns out to give
+# too few neighbours before a segment (then the worker decodes from the start of the file).
+EXTRA_SEEK_POINTS = 2
+# Frames buffered between the decode, model and encode threads of a worker.
+DECODE_QUEUE_FRAMES = 32
+RESTORE_QUEUE_BATCHES = 2
+
+
+class SegmentMismatch(PipelineError):
+    """A segment's decoded frames don't match the packet scan: this video can't be split."""
+
+
+@dataclass(frozen=True)
+class KeyframeScan:
+    """What a scan of the video packets (no decoding) says about where a video can be cut."""
+
+    keyframes: tuple[int, ...]   # pts of keyframe packets, ascending, in VideoInfo.time_base
+    gop_frames: tuple[int, ...]  # frames with keyframes[i] <= pts < keyframes[i+1] (GOP 0 also
+                                 # counts frames before keyframes[0], e.g. open-GOP leading B-frames)
+    frames: int                  # shown video packets (those an edit list discards left out)
+    splittable: bool             # False when packets lack timestamps: one segment only
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One contiguous range of frames, cut at keyframes."""
+
+    index: int                   # position in the output, from 0
+    start_pts: int | None        # first pts included, a keyframe's; None = from the first frame
+    end_pts: int | None          # first pts excluded, the next segment's start; None = to the end
+    frames: int                  # frames in the range according to the packet scan
+    seek_points: tuple[int, ...] = field(default=())  # keyframes to seek to for the neighbours
+                                 # before start_pts, nearest first; exhausted = decode from 0
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    """Everything a worker needs to restore one segment (picklable, paths absolute)."""
+
+    input: Path                  # the video to read (visible to the worker: shared storage)
+    segment: Segment
+    path: Path                   # the segment file to write; its extension picks the container
+    output_name: Path            # the final output's name; its extension picks codec defaults
+    encoder: EncoderSettings     # the same settings for every segment of a video
+    decode_threads: int = 0      # decoder threads; 0 = FFmpeg's automatic choice
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """A finished segment file and what the driver needs to stitch and check it."""
+
+    index: int                   # Segment.index
+    path: Path                   # the segment file, complete (written under a temporary name)
+    frames: int                  # frames encoded
+    first_pts: int               # pts of the first and last frame, in the input's time base
+    last_pts: int
+    start_time_us: int           # the segment file's start time as libavformat reports it (µs)
+    seconds: float               # wall time spent on the segment
+    codec: str                   # encoder used
+
+
+def scan_keyframes(info: VideoInfo) -> KeyframeScan:
+    """Read the video packets' timestamps and keyframe flags, without decoding.
+
+    Raises PipelineError for a file that can't be demuxed or is truncated (the same rule as
+    the single-process reader, so both paths refuse the same files).
+    """
+    if info.raw_stream:
+        return KeyframeScan(keyframes=(), gop_frames=(), frames=info.frame_count or 0,
+                            splittable=False)
+    shown: list[int] = []
+    keyframes: set[int] = set()
+    splittable = True
+    last_duration = 0
+    start = 0
+    try:
+        container = av.open(str(info.path), metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise PipelineError(f"{info.path}: not a readable video ({exc})") from exc
+    try:
+        stream = container.streams.video[0]
+        start = stream.start_time or 0
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.is_discard:
+                continue  # demuxer flush markers; frames an edit list cuts are never shown
+            pts = packet.pts
+            if pts is None:
+                splittable = False
+                continue
+            shown.append(pts)
+            last_duration = packet.duration or 0
+            if packet.is_keyframe:
+                keyframes.add(pts)
+    except av.error.FFmpegError as exc:
+        raise PipelineError(f"{info.path}: reading the video failed mid-way ({exc}); "
+                            f"the file is truncated or corrupt") from exc
+    finally:
+        container.close()
+    if not shown:
+        raise PipelineError(f"{info.path}: contains no video frames")
+    _check_not_truncated(info, max(shown) + last_duration - start)
+    shown.sort()
+    if len(set(shown)) != len(shown):
+        splittable = False  # duplicate timestamps: ranges can't tell those frames apart
+    ordered = sorted(keyframes)
+    if not ordered:  # no keyframe flags at all: nowhere known to be safe to cut
+        splittable = False
+        ordered = [shown[0]]
+    gop_frames = []
+    for i, key in enumerate(ordered):
+        lower = 0 if i == 0 else bisect.bisect_left(shown, key)
+        upper = bisect.bisect_left(shown, ordered[i + 1]) if i + 1 < len(ordered) else len(shown)
+        gop_frames.append(upper - lower)
+    return KeyframeScan(keyframes=tuple(ordered), gop_frames=tuple(gop_frames),
+                        frames=len(shown), splittable=splittable)
+
+
+def _check_not_truncated(info: VideoInfo, length: int) -> None:
+    """The single-process reader's rule, applied to packets: frames that stop well before the
+    header's duration mean a truncated file."""
+    stated = info.stream_duration
+    if stated is None:
+        return
+    found = float(length * info.time_base)
+    if stated - found > max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * stated):
+        raise PipelineError(
+            f"{info.path}: truncated: its header says the video lasts {stated:.2f} s "
+            f"but its frames end after {found:.2f} s")
+
+
+def plan_segments(scan: KeyframeScan, count: int, *, context: int = 0) -> list[Segment]:
+    """Group consecutive GOPs into ``count`` segments of similar frame counts (fewer if the
+    video has fewer GOPs), each starting at a keyframe.
+
+    Args:
+        scan: the packet scan of the video.
+        count: segments wanted.
+        context: neighbouring frames the model needs on each side; picks the seek points.
+    """
+    gops = len(scan.keyframes)
+    if count <= 1 or gops <= 1 or not scan.splittable:
+        return [Segment(index=0, start_pts=None, end_pts=None, frames=scan.frames)]
+    starts = [0]  # frames before GOP i, for i = 0..gops
+    for n in scan.gop_frames:
+        starts.append(starts[-1] + n)
+    total = starts[-1]
+    cuts: list[int] = []  # GOP indices where a new segment starts
+    for j in range(1, count):
+        target = total * j / count
+        lowest = (cuts[-1] + 1) if cuts else 1
+        if lowest >= gops:
+            break
+        best = min(range(lowest, gops), key=lambda g: (abs(starts[g] - target), g))
+        cuts.append(best)
+    bounds = [0, *cuts, gops]
+    segments = []
+    for index, (first, stop) in enumerate(zip(bounds, bounds[1:])):
+        segments.append(Segment(
+            index=index,
+            start_pts=None if first == 0 else scan.keyframes[first],
+            end_pts=None if stop == gops else scan.keyframes[stop],
+            frames=starts[stop] - starts[first],
+            seek_points=_seek_points(scan, first, context),
+        ))
+    return segments
+
+
+def _seek_points(scan: KeyframeScan, first_gop: int, context: int) -> tuple[int, ...]:
+    """Keyframes to try for a segment starting at GOP ``first_gop``: the latest one leaving at
+    least ``context`` frames before the segment, then a few further back."""
+    if first_gop == 0:
+        return ()
+    gop = first_gop
+    before = 0
+    while gop > 0 and before < context:
+        gop -= 1
+        before += scan.gop_frames[gop]
+    if gop == 0:
+        return ()  # the neighbours reach back into the first GOP: decode from the start
+    points = [scan.keyframes[g] for g in range(gop, max(0, gop - EXTRA_SEEK_POINTS - 1), -1)
+              if g > 0]
+    return tuple(points)
+
+
+class _TooFewNeighbours(Exception):
+    """Seeking there leaves fewer neighbours before the segment than the model needs."""
+
+
+def segment_items(reader: FrameReader, segment: Segment, context: int
+                  ) -> Iterator[tuple[DecodedFrame, bool]]:
+    """The segment's frames with ``context`` neighbours on each side, as (frame, is_target).
+
+    Neighbours come from the adjacent segments where the clip continues, and are the edge
+    frame replicated where it ends: exactly the sequence the single-process path feeds the
+    model around these frames. Raises SegmentMismatch (after the last item) when the frames
+    found don't match the segment's packets.
+    """
+    for seek in (*segment.seek_points, None):
+        try:
+            yield from _segment_from(reader, segment, seek, context)
+            return
+        except _TooFewNeighbours:
+            # Nothing was yielded yet: retrying from an earlier keyframe is safe.
+            log.debug("segment %d: too few neighbours after keyframe %s; seeking further back",
+                      segment.index, seek)
+    raise AssertionError("decoding from the start always finds the neighbours")  # pragma: no cover
+
+
+def _segment_from(reader: FrameReader, segment: Segment, seek: int | None, context: int
+                  ) -> Iterator[tuple[DecodedFrame, bool]]:
+    start, end = segment.start_pts, segment.end_pts
+    before: deque[DecodedFrame] = deque(maxlen=context)
+    after: list[DecodedFrame] = []
+    last_target: DecodedFrame | None = None
+    targets = 0
+    reader.repaired_timestamps = 0
+    frames = reader.frames(seek_pts=seek)
+    try:
+        for frame in frames:
+            if seek is not None and frame.pts < seek:
+                continue  # leading frames of an open GOP: their references were not decoded
+            if start is not None and frame.pts < start:
+                before.append(frame)
+                continue
+            if end is not None and frame.pts >= end:
+                after.append(frame)
+                if len(after) >= context:
+                    break
+                continue
+            if last_target is None:
+                yield from _lead(reader, segment, seek, frame, list(before), context)
+            yield frame, True
+            last_target = frame
+            targets += 1
+    finally:
+        frames.close()
+    _check_range(reader, segment, targets, after)
+    tail = after[:context]
+    if len(tail) < context:  # the clip's end: replicate its last frame
+        edge = tail[-1] if tail else last_target
+        tail = tail + [edge] * (context - len(tail))
+    for neighbour in tail:
+        yield neighbour, False
+
+
+def _lead(reader: FrameReader, segment: Segment, seek: int | None, first: DecodedFrame,
+          before: list[DecodedFrame], context: int) -> Iterator[tuple[DecodedFrame, bool]]:
+    """The neighbours before the segment's first frame."""
+    if segment.start_pts is not None and first.pts != segment.start_pts:
+        raise SegmentMismatch(
+            f"{reader.info.path}: segment {segment.index} should start with the keyframe at "
+            f"pts {segment.start_pts} but its first frame has pts {first.pts}")
+    if len(before) < context:
+        if seek is not None:
+            raise _TooFewNeighbours()
+        # Decoded from the file's start: this is the clip's start, replicate its first frame.
+        edge = before[0] if before else first
+        before = [edge] * (context - len(before)) + before
+    for neighbour in before:
+        yield neighbour, False
+
+
+def _check_range(reader: FrameReader, segment: Segment, targets: int,
+                 after: list[DecodedFrame]) -> None:
+    """Refuse a segment whose frames differ from what its packets promised."""
+    path, index, end = reader.info.path, segment.index, segment.end_pts
+    if segment.start_pts is None and end is None:
+        return  # the whole video in one pass: nothing to match against
+    if targets == 0:
+        raise SegmentMismatch(f"{path}: segment {index} decoded no frames in its range")
+    if end is not None and (not after or after[0].pts != end):
+        found = f"pts {after[0].pts}" if after else "the end of the video"
+        raise SegmentMismatch(f"{path}: segment {index} should end at the keyframe at pts "
+                              f"{end} but the next frame is at {found}")
+    if targets != segment.frames:
+        raise SegmentMismatch(f"{path}: segment {index} decoded {targets} frames where its "
+                              f"packets say {segment.frames}")
+    if reader.repaired_timestamps:
+        raise SegmentMismatch(f"{path}: its timestamps need repair, which only works in one "
+                              f"pass over the whole video")
+
+
+def padded_windows(items: Iterable[tuple[DecodedFrame, bool]], batch: int, context: int
+                   ) -> Iterator[tuple[list[DecodedFrame], list[DecodedFrame]]]:
+    """Group a neighbour-padded sequence into model batches: (window, targets) with
+    ``len(window) == len(targets) + 2*context``, every target exactly once."""
+    buffer: list[DecodedFrame] = []
+    for frame, _ in items:
+        buffer.append(frame)
+        if len(buffer) >= batch + 2 * context:
+            yield buffer[:batch + 2 * context], buffer[context:context + batch]
+            buffer = buffer[batch:]
+    if len(buffer) > 2 * context:
+        yield buffer, buffer[context:len(buffer) - context]
+
+
+def restore_segment(task: SegmentTask, restorer: Restorer, *,
+                    on_progress: Callable[[int], None] | None = None) -> SegmentResult:
+    """Decode, restore and encode one segment into ``task.path`` (written atomically).
+
+    Decoding, the model and encoding run overlapped in three threads, as in the
+    single-process path. ``on_progress`` is called with the frames done so far.
+    """
+    started = time.perf_counter()
+    path = Path(task.path)
+    reader = FrameReader(task.input, threads=task.decode_threads)
+    context = restorer.context
+    batch = restorer.batch_size_for(reader.info.height, reader.info.width)
+    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    writer: VideoWriter | None = None
+    pts: list[int] = []
+    items = _Prefetch(segment_items(reader, task.segment, context), DECODE_QUEUE_FRAMES)
+    restored = _Prefetch(_restore_batches(restorer, padded_windows(items, batch, context)),
+                         RESTORE_QUEUE_BATCHES)
+    try:
+        for rgb_batch, batch_pts in restored:
+            if writer is None:
+                writer = VideoWriter(partial, reader.info, colour=reader.colour,
+                                     display_matrix=reader.display_matrix,
+                                     settings=task.encoder, copy_streams=False,
+                                     output_name=task.output_name)
+            for rgb, frame_pts in zip(rgb_batch, batch_pts):
+                writer.write(rgb, frame_pts)
+            pts.extend(batch_pts)
+            if on_progress is not None:
+                on_progress(len(pts))
+        if writer is None:
+            raise PipelineError(f"{task.input}: segment {task.segment.index} has no frames")
+        written = writer.close()
+        writer = None
+        os.replace(partial, path)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        restored.close()
+        items.close()
+        partial.unlink(missing_ok=True)
+    if written != len(pts):
+        raise PipelineError(f"internal error: segment {task.segment.index} restored "
+                            f"{len(pts)} frames but wrote {written}")
+    return SegmentResult(index=task.segment.index, path=path, frames=written,
+                         first_pts=pts[0], last_pts=pts[-1], start_time_us=file_start_time(path),
+                         seconds=time.perf_counter() - started, codec=_codec_of(path))
+
+
+def _restore_batches(restorer: Restorer,
+                     batches: Iterable[tuple[list[DecodedFrame], list[DecodedFrame]]]
+                     ) -> Iterator[tuple[np.ndarray, list[int]]]:
+    for window, targets in batches:
+        yield restorer.restore(np.stack([f.rgb for f in window])), [f.pts for f in targets]
+
+
+def file_start_time(path: Path) -> int:
+    """A file's start time in microseconds, as libavformat (and so the concat demuxer) sees it."""
+    with av.open(str(path)) as container:
+        return container.start_time or 0
+
+
+def _codec_of(path: Path) -> str:
+    with av.open(str(path)) as container:
+        return container.streams.video[0].codec_context.name
+
+
+_END = object()
+
+
+class _Prefetch:
+    """Runs an iterator in a daemon thread, a bounded queue ahead of its consumer.
+
+    Its exception is re-raised in the consumer; ``close()`` stops the thread and closes the
+    source, so a stage stopped early never blocks on a full queue.
+    """
+
+    def __init__(self, source: Iterable, maxsize: int) -> None:
+        self._source = iter(source)
+        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="segment-stage")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._source:
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._error = exc
+        finally:
+            close = getattr(self._source, "close", None)
+            if close is not None:
+                close()
+            self._put(_END)
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> _Prefetch:
+        return self
+
+    def __next__(self):
+        item = self._queue.get()
+        if item is _END:
+            if self._error is not None:
+                raise self._error
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

@@ -1,0 +1,169 @@
+"""Small synthetic media for tests: clips with known frames, timestamps, audio and tags.
+
+Content is a moving gradient with a bright square, so codecs have something to encode and a
+model has edges to work on; everything is deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def frame_rgb(index: int, width: int, height: int, *, depth: int = 8) -> np.ndarray:
+    """Frame ``index`` of the synthetic scene: (H, W, 3) uint8 (or uint16 for depth > 8)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = (x / max(width - 1, 1) + index * 0.03) % 1.0
+    g = y / max(height - 1, 1)
+    b = 0.5 + 0.4 * np.sin((x + y) / 5.0 + index * 0.4)
+    img = np.stack([r, g, b], axis=-1) * 0.8 + 0.1
+    size = max(2, min(width, height) // 4)
+    x0 = (index * 2) % max(1, width - size)
+    y0 = height // 3 % max(1, height - size)
+    img[y0:y0 + size, x0:x0 + size] = [0.95, 0.9, 0.2]
+    peak = (1 << depth) - 1 if depth > 8 else 255
+    if depth > 8:
+        return np.round(img * 65535).astype(np.uint16)  # rgb48 spans the full 16 bits
+    return np.round(img * peak).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    frames: int
+    pts: tuple[int, ...]          # per frame, in time_base units
+    time_base: Fraction
+    audio_packets: int            # audio packets written (0 = no audio)
+
+
+def make_clip(path: Path, *, frames: int = 24, width: int = 64, height: int = 48,
+              fps: int = 24, codec: str = "libx264", pix_fmt: str = "yuv420p",
+              options: dict[str, str] | None = None, vfr: bool = False, audio: str | None = None,
+              rotation: int | None = None, colour: dict[str, int] | None = None,
+              subtitles: bool = False, time_base: Fraction | None = None,
+              container_options: dict[str, str] | None = None) -> Clip:
+    """Write a test clip with PyAV.
+
+    Args:
+        vfr: irregular frame durations (variable frame rate), in a 1/1000 time base.
+        audio: audio encoder name (e.g. "aac", "libopus", "pcm_s16le") or None.
+        rotation: display rotation in degrees, stored as a display matrix.
+        colour: codec-context colour tags, e.g. {"color_primaries": 1, "color_trc": 1,
+            "colorspace": 1, "color_range": 1}.
+    """
+    container = av.open(str(path), "w", options=container_options or {})
+    tb = time_base or (Fraction(1, 1000) if vfr else Fraction(1, fps))
+    stream = container.add_stream(codec, rate=fps)
+    stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+    stream.time_base = tb
+    stream.codec_context.time_base = tb
+    if options:
+        stream.options = dict(options)
+    for key, value in (colour or {}).items():
+        setattr(stream.codec_context, key, value)
+    if rotation is not None:
+        stream.set_display_rotation(rotation)
+    depth = max(c.bits for c in av.VideoFormat(pix_fmt).components)
+    rgb_format = "rgb48le" if depth > 8 else "rgb24"
+
+    audio_stream = None
+    if audio:
+        audio_stream = container.add_stream(audio, rate=48000)
+        audio_stream.layout = "mono"
+
+    pts_list = []
+    t = 0
+    durations = [33, 50, 17, 41] if vfr else None
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(frame_rgb(i, width, height, depth=depth),
+                                           format=rgb_format)
+        frame = frame.reformat(format=pix_fmt)
+        for key, value in (colour or {}).items():
+            if key in ("color_primaries", "color_trc", "colorspace", "color_range"):
+                setattr(frame, key, value)
+        frame.pts = t
+        frame.time_base = tb
+        pts_list.append(t)
+        t += durations[i % len(durations)] if durations else 1
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+    audio_packets = 0
+    if audio_stream is not None:
+        seconds = float(t * tb)
+        audio_packets = _write_audio(container, audio_stream, seconds)
+    container.close()
+    if subtitles:
+        _add_subtitles(path)
+    return Clip(path=path, frames=frames, pts=tuple(pts_list), time_base=tb,
+                audio_packets=audio_packets)
+
+
+def _write_audio(container, stream, seconds: float) -> int:
+    rate = 48000
+    total = int(seconds * rate)
+    chunk = 1024
+    written = 0
+    sample = 0
+    while sample < total:
+        n = min(chunk, total - sample)
+        tone = 0.2 * np.sin(2 * np.pi * 440 * (np.arange(sample, sample + n) / rate))
+        frame = av.AudioFrame.from_ndarray(tone.astype(np.float32)[None, :], format="flt",
+                                           layout="mono")
+        frame.sample_rate = rate
+        frame.pts = sample
+        frame.time_base = Fraction(1, rate)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+            written += 1
+        sample += n
+    for packet in stream.encode():
+        container.mux(packet)
+        written += 1
+    return written
+
+
+def _add_subtitles(path: Path) -> None:
+    """Mux one SubRip cue into the clip with the ffmpeg binary (stream copy)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    srt = path.with_suffix(".srt")
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,500\nhello\n\n")
+    tmp = path.with_name(f"with-subs-{path.name}")
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-i", str(srt),
+                    "-map", "0", "-map", "1", "-c", "copy", str(tmp)], check=True)
+    tmp.replace(path)
+    srt.unlink()
+
+
+def packet_counts(path: Path) -> dict[str, int]:
+    """Packets per stream type ("video", "audio", "subtitle")."""
+    counts: dict[str, int] = {}
+    with av.open(str(path)) as container:
+        for packet in container.demux():
+            if packet.size:
+                counts[packet.stream.type] = counts.get(packet.stream.type, 0) + 1
+    return counts
+
+
+def stream_summary(path: Path) -> list[tuple[str, str]]:
+    """(type, codec) of every stream, in order."""
+    with av.open(str(path)) as container:
+        return [(s.type, s.codec_context.name if s.codec_context else "") for s in container.streams]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two same-dtype integer images."""
+    peak = float(np.iinfo(a.dtype).max)
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(peak * peak / mse)

@@ -1,0 +1,141 @@
+"""`process_video` keeps everything a user cares about: frames, timestamps, streams, tags."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import EncoderSettings, ProcessConfig, process_video
+from pipeline.process import default_output_path
+from pipeline.video_reader import FrameReader, probe, read_timestamps
+from tests.conftest import make_identity_model
+from tests.media import make_clip, packet_counts, psnr, stream_summary
+
+FAST = EncoderSettings(preset="ultrafast")
+QUIET = ProcessConfig(progress=False, encoder=FAST)
+
+
+def _frames(path) -> list[np.ndarray]:
+    return [f.rgb for f in FrameReader(path).frames()]
+
+
+def test_frames_timestamps_audio_kept_and_identity_model_reproduces_input(tmp_path, identity_model):
+    clip = make_clip(tmp_path / "clip.mp4", frames=30, audio="aac")
+    out = process_video(clip.path, config=QUIET, model=identity_model).output
+    assert out == tmp_path / "clip.deblurred.mp4"
+    assert read_timestamps(out) == read_timestamps(clip.path)
+    assert len(read_timestamps(out)) == 30
+    counts = packet_counts(out)
+    assert counts["audio"] == packet_counts(clip.path)["audio"]  # copied, not re-encoded
+    assert [s for s in stream_summary(out) if s[0] == "audio"] == [("audio", "aac")]
+    src, dst = probe(clip.path), probe(out)
+    assert dst.duration == pytest.approx(src.duration, abs=0.05)
+    gains = [psnr(a, b) for a, b in zip(_frames(clip.path), _frames(out))]
+    assert min(gains) >= 35.0
+
+
+def test_variable_frame_rate_timestamps_survive_exactly(tmp_path, identity_model):
+    clip = make_clip(tmp_path / "vfr.mkv", frames=20, vfr=True)
+    out = process_video(clip.path, config=QUIET, model=identity_model).output
+    src = read_timestamps(clip.path)
+    assert len(set(np.round(np.diff(src), 3))) > 1, "the fixture must really be VFR"
+    assert read_timestamps(out) == src
+
+
+def test_rotation_and_colour_tags_kept(tmp_path, identity_model):
+    tags = {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range": 1}
+    clip = make_clip(tmp_path / "phone.mp4", rotation=90, colour=tags)
+    out = process_video(clip.path, config=QUIET, model=identity_model).output
+    src, dst = FrameReader(clip.path), FrameReader(out)
+    next(src.frames()), next(dst.frames())
+    assert dst.display_matrix == src.display_matrix is not None
+    assert dst.colour == src.colour
+    assert (dst.colour.primaries, dst.colour.matrix, dst.colour.range) == (1, 1, 1)
+
+
+def test_full_range_and_bt709_colours_round_trip_without_shift(tmp_path, identity_model):
+    tags = {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range": 2}
+    clip = make_clip(tmp_path / "full.mkv", pix_fmt="yuv444p", colour=tags,
+                     options={"qp": "0"})
+    config = ProcessConfig(progress=False, encoder=EncoderSettings(preset="ultrafast", crf=0))
+    out = process_video(clip.path, config=config, model=identity_model).output
+    means = [np.abs(a.astype(int) - b.astype(int)).mean()
+             for a, b in zip(_frames(clip.path), _frames(out))]
+    assert max(means) < 1.0  # a 601/709 or range mix-up shifts colours by several levels
+
+
+@pytest.mark.parametrize("width,height", [(321, 241), (161, 121)])
+def test_odd_sizes_keep_their_size(tmp_path, identity_model, width, height):
+    clip = make_clip(tmp_path / "odd.mkv", frames=6, width=width, height=height,
+                     pix_fmt="yuv444p")
+    out = process_video(clip.path, config=QUIET, model=identity_model).output
+    info = probe(out)
+    assert (info.width, info.height) == (width, height)
+    assert len(read_timestamps(out)) == 6
+
+
+@pytest.mark.parametrize("name,codec,pix_fmt,options", [
+    ("h264_bframes.mp4", "libx264", "yuv420p", {"bf": "3", "g": "48"}),
+    ("hevc.mp4", "libx265", "yuv420p", {"x265-params": "log-level=error"}),
+    ("ten_bit.mkv", "libx265", "yuv420p10le", {"x265-params": "log-level=error"}),
+    ("vp9.webm", "libvpx-vp9", "yuv420p", None),
+    ("mpeg4.avi", "mpeg4", "yuv420p", None),
+    ("mjpeg.mkv", "mjpeg", "yuvj420p", None),
+    ("gray.mkv", "ffv1", "gray", None),
+    ("yuv444.mp4", "libx264", "yuv444p", None),
+])
+def test_codecs_and_pixel_formats(tmp_path, identity_model, name, codec, pix_fmt, options):
+    clip = make_clip(tmp_path / name, frames=12, codec=codec, pix_fmt=pix_fmt, options=options)
+    out = process_video(clip.path, config=QUIET, model=identity_model).output
+    src, dst = probe(clip.path), probe(out)
+    assert read_timestamps(out) == read_timestamps(clip.path)
+    assert dst.bit_depth == src.bit_depth
+    if pix_fmt in ("yuv444p", "yuv420p10le"):
+        assert dst.pix_fmt == pix_fmt
+    a, b = _frames(clip.path), _frames(out)
+    if pix_fmt == "gray":  # H.264 4:0:0 decodes as yuv420p with neutral chroma: still grey
+        assert all(np.abs(f.astype(int) - f[..., :1]).max() <= 2 for f in b)
+    assert min(psnr(x, y) for x, y in zip(a, b)) > 30.0
+
+
+def test_multi_frame_model_restores_every_frame_once(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=11)
+    model = make_identity_model(in_frames=3)
+    config = ProcessConfig(progress=False, encoder=FAST, batch_size=4)
+    out = process_video(clip.path, config=config, model=model).output
+    assert read_timestamps(out) == read_timestamps(clip.path)
+    # Identity on the centre frame: frame i of the output is frame i of the input.
+    assert min(psnr(a, b) for a, b in zip(_frames(clip.path), _frames(out))) > 35.0
+
+
+def test_subtitles_copied(tmp_path, identity_model):
+    clip = make_clip(tmp_path / "subs.mkv", frames=12, audio="libopus", subtitles=True)
+    out = process_video(clip.path, config=QUIET, model=identity_model).output
+    assert stream_summary(out) == stream_summary(clip.path)
+    assert packet_counts(out) == packet_counts(clip.path) | {"video": 12}
+
+
+def test_failure_midway_leaves_no_output(tmp_path, identity_model):
+    clip = make_clip(tmp_path / "clip.mp4", frames=20)
+
+    class Failing(type(identity_model)):
+        calls = 0
+
+        def forward(self, x):
+            Failing.calls += 1
+            if Failing.calls == 3:
+                raise RuntimeError("boom")
+            return super().forward(x)
+
+    model = Failing(identity_model.config).eval()
+    with pytest.raises(RuntimeError, match="boom"):
+        process_video(clip.path, config=ProcessConfig(progress=False, batch_size=2,
+                                                      encoder=FAST), model=model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_default_output_names():
+    from pathlib import Path
+
+    assert default_output_path(Path("/v/clip.mov")) == Path("/v/clip.deblurred.mov")
+    assert default_output_path(Path("/v/raw.h264")) == Path("/v/raw.deblurred.mkv")
