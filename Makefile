@@ -23,7 +23,8 @@ test: setup
 	$(PY) -m pytest -q
 
 demo: setup
-	$(PY) -m pipeline demo
+	mkdir -p demo_out
+	$(PY) -m pipeline process samples/bikes.mp4 -o demo_out/bikes.deblurred.mp4 --overwrite
 
 clean:
 	rm -rf $(VENV) demo_out *.egg-info

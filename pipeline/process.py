@@ -32,6 +32,8 @@ from pipeline.video_writer import VideoWriter, default_output_suffix
 log = logging.getLogger(__name__)
 
 _END = object()
+# Decoded frames waiting for the model may use this much memory (8K frames are 100 MB each).
+QUEUE_BUDGET_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -181,8 +183,11 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
          config: ProcessConfig) -> tuple[int, str]:
     info = reader.info
     stop = threading.Event()
-    decoded: queue.Queue = queue.Queue(maxsize=config.queue_frames)
-    restored: queue.Queue = queue.Queue(maxsize=max(2, config.queue_frames // 4))
+    batch = restorer.batch_size_for(info.height, info.width)
+    depth = _queue_depth(info.width * info.height * 3 * (2 if info.bit_depth > 8 else 1),
+                         batch, config.queue_frames)
+    decoded: queue.Queue = queue.Queue(maxsize=depth)
+    restored: queue.Queue = queue.Queue(maxsize=max(2, depth // batch))
 
     def decode() -> None:
         for frame in reader.frames():
@@ -220,7 +225,6 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
 
     count = 0
     try:
-        batch = restorer.batch_size_for(info.height, info.width)
         for window, targets in windows(decoded_frames(), batch, restorer.context):
             out = restorer.restore(np.stack([f.rgb for f in window]))
             _check_stage(encoder)
@@ -249,6 +253,12 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
     if writer.frames_written != count:
         raise PipelineError(f"internal error: restored {count} frames but wrote {writer.frames_written}")
     return count, writer.codec
+
+
+def _queue_depth(frame_bytes: int, batch: int, max_frames: int) -> int:
+    """Frames to buffer between stages: enough to cover two batches, within a memory budget."""
+    by_memory = QUEUE_BUDGET_BYTES // max(frame_bytes, 1)
+    return max(2 * batch, min(max_frames, by_memory))
 
 
 def _check_stage(stage: _Stage) -> None:
