@@ -26,3 +26,4 @@ class ProcessConfig:
     progress: bool = True           # progress bar on stderr
     decode_threads: int = 0         # decoder threads; 0 = FFmpeg's automatic choice
     queue_frames: int = 32          # frames buffered between decode, model and encode stages
+    compile: bool = False           # torch.compile the model (worth it on GPU for long videos)

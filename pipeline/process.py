@@ -163,7 +163,8 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
     device = resolve_device(config.device)
     restorer = Restorer(model if model is not None else load_model(config.model), device=device,
                         precision=config.precision, batch_size=config.batch_size,
-                        tile=config.tile, tile_overlap=config.tile_overlap)
+                        tile=config.tile, tile_overlap=config.tile_overlap,
+                        compile=config.compile)
     partial = output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
     started = time.perf_counter()
     try:

@@ -35,8 +35,13 @@ def _ramp(length: int, overlap: int, at_start: bool, at_end: bool, device) -> Te
 
 
 def run_tiled(fn: Callable[[Tensor], Tensor], x: Tensor, *, tile: int, overlap: int,
-              centre_channels: slice | None = None, out_channels: int = 3) -> Tensor:
+              out_channels: int = 3) -> Tensor:
     """Apply ``fn`` to overlapping tiles of ``x`` and blend the results.
+
+    Each tile is run with ``overlap`` extra pixels of real image around it (so its border
+    isn't computed from padding), cropped back, and blended with its neighbours over the
+    ``overlap`` pixels they share. For an operator whose receptive field fits in ``overlap``
+    the result equals the whole-frame result; for wider ones the blend hides the difference.
 
     Args:
         fn: maps (N, C, h, w) to (N, out_channels, h, w).
@@ -54,7 +59,10 @@ def run_tiled(fn: Callable[[Tensor], Tensor], x: Tensor, *, tile: int, overlap: 
     for y in ys:
         for x0 in xs:
             h, w = min(tile, height - y), min(tile, width - x0)
-            piece = fn(x[:, :, y:y + h, x0:x0 + w]).float()
+            top, left = max(0, y - overlap), max(0, x0 - overlap)
+            bottom, right = min(height, y + h + overlap), min(width, x0 + w + overlap)
+            piece = fn(x[:, :, top:bottom, left:right]).float()
+            piece = piece[:, :, y - top:y - top + h, x0 - left:x0 - left + w]
             wy = _ramp(h, min(overlap, h // 2), y == ys[0], y == ys[-1], x.device)
             wx = _ramp(w, min(overlap, w // 2), x0 == xs[0], x0 == xs[-1], x.device)
             mask = (wy[:, None] * wx[None, :])[None, None]
