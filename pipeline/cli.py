@@ -22,7 +22,15 @@ examples:
   python -m pipeline process clip.mp4                      # writes clip.deblurred.mp4
   python -m pipeline process clip.mp4 -o out.mkv --crf 16 --preset slow
   python -m pipeline process clip.mov --model my.safetensors --device cuda:1 --precision fp16
-  python -m pipeline process 8k.mp4 --tile 512              # frames too big for the GPU"""
+  python -m pipeline process 8k.mp4 --tile 512              # frames too big for the GPU
+  python -m pipeline process long.mp4 --workers 4           # 4 Ray workers (e.g. 4 GPUs)
+  python -m pipeline process long.mp4 --address HEAD:6379   # every GPU of a Ray cluster
+
+With more than one worker, or --address, the video is cut at keyframes into segments that
+Ray workers restore in parallel (each loads the model once and takes one GPU); the segments
+are joined without re-encoding and the audio/subtitles muxed back, so the output has the same
+frames and timestamps as a one-worker run. On a cluster, the input, the output folder and any
+--model file must be at the same path on every machine (shared storage)."""
 
 
 def _positive_or_zero(text: str) -> int:
@@ -30,6 +38,50 @@ def _positive_or_zero(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be ≥ 0, got {value}")
     return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, compute and encoding options, shared with ``python -m jobs deblur``."""
+    parser.add_argument("--model", type=Path,
+                        help="generator checkpoint: our .safetensors, or a BasicSR/Real-ESRGAN "
+                             "or ESRGAN 1x .pth (default: the model shipped with unsmear)")
+    g = parser.add_argument_group("compute")
+    g.add_argument("--device", default="auto",
+                   help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
+    g.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto = bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU")
+    g.add_argument("--batch-size", type=_positive_or_zero, default=0,
+                   help="frames per model call (default 0: from free GPU memory; 4 on CPU)")
+    g.add_argument("--tile", type=_positive_or_zero, default=0,
+                   help="process frames in overlapping tiles of this many pixels (default 0: "
+                        "whole frames; tiling also switches on by itself on GPU out-of-memory)")
+    g.add_argument("--tile-overlap", type=_positive_or_zero, default=32,
+                   help="pixels shared by neighbouring tiles, blended (default 32)")
+    e = parser.add_argument_group("encoding")
+    e.add_argument("--codec", help="video encoder: libx264 (default; libx265 for >8-bit input; "
+                                   "VP9 for .webm), libx265, libvpx-vp9, libsvtav1, ffv1, ...")
+    e.add_argument("--crf", type=int, help="quality for x264/x265/VP9/SVT-AV1, lower is better "
+                                          "(default 18 / 20 / 24 / 28)")
+    e.add_argument("--preset", help="x264/x265 speed preset (default medium), SVT-AV1 0-13 (8)")
+    e.add_argument("--pix-fmt", help="output pixel format (default: the input's, when the "
+                                     "encoder supports it, so bit depth and chroma are kept)")
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser, *, workers_help: str) -> None:
+    """--workers and --address, shared with ``python -m jobs``."""
+    r = parser.add_argument_group("parallel (Ray)")
+    r.add_argument("--workers", type=_positive, help=workers_help)
+    r.add_argument("--address",
+                   help="join this Ray cluster (HOST:PORT printed by `ray start --head`, or "
+                        "auto) instead of starting a local Ray instance; workers then default "
+                        "to the cluster's GPU count")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,37 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path,
                    help="output file (default: INPUT's name with .deblurred before the extension)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    p.add_argument("--model", type=Path,
-                   help="generator checkpoint: our .safetensors, or a BasicSR/Real-ESRGAN or "
-                        "ESRGAN 1x .pth (default: the model shipped with unsmear)")
-    g = p.add_argument_group("compute")
-    g.add_argument("--device", default="auto",
-                   help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
-    g.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="auto = bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU")
-    g.add_argument("--batch-size", type=_positive_or_zero, default=0,
-                   help="frames per model call (default 0: from free GPU memory; 4 on CPU)")
-    g.add_argument("--tile", type=_positive_or_zero, default=0,
-                   help="process frames in overlapping tiles of this many pixels (default 0: "
-                        "whole frames; tiling also switches on by itself on GPU out-of-memory)")
-    g.add_argument("--tile-overlap", type=_positive_or_zero, default=32,
-                   help="pixels shared by neighbouring tiles, blended (default 32)")
-    e = p.add_argument_group("encoding")
-    e.add_argument("--codec", help="video encoder: libx264 (default; libx265 for >8-bit input; "
-                                   "VP9 for .webm), libx265, libvpx-vp9, libsvtav1, ffv1, ...")
-    e.add_argument("--crf", type=int, help="quality for x264/x265/VP9/SVT-AV1, lower is better "
-                                          "(default 18 / 20 / 24 / 28)")
-    e.add_argument("--preset", help="x264/x265 speed preset (default medium), SVT-AV1 0-13 (8)")
-    e.add_argument("--pix-fmt", help="output pixel format (default: the input's, when the "
-                                     "encoder supports it, so bit depth and chroma are kept)")
+    add_model_arguments(p)
+    add_ray_arguments(p, workers_help="Ray workers restoring segments of the video in "
+                                      "parallel, one GPU each on GPU machines (default: the "
+                                      "number of GPUs, 1 without; 1 runs in this process "
+                                      "without Ray)")
     o = p.add_argument_group("output")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     o.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
     return parser
 
 
-def _config(args: argparse.Namespace) -> ProcessConfig:
-    return ProcessConfig(
+def process_config(args: argparse.Namespace, **overrides) -> ProcessConfig:
+    """A ProcessConfig from the options of :func:`add_model_arguments` (and -q, --overwrite)."""
+    fields = dict(
         model=args.model,
         device=args.device,
         precision=args.precision,
@@ -81,9 +116,11 @@ def _config(args: argparse.Namespace) -> ProcessConfig:
         tile_overlap=args.tile_overlap,
         encoder=EncoderSettings(codec=args.codec, crf=args.crf, preset=args.preset,
                                 pix_fmt=args.pix_fmt),
-        overwrite=args.overwrite,
-        progress=not args.quiet,
+        overwrite=getattr(args, "overwrite", False),
+        progress=not getattr(args, "quiet", False),
     )
+    fields.update(overrides)
+    return ProcessConfig(**fields)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +130,18 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.process import process_video  # heavy imports (torch) after --help
 
     try:
-        result = process_video(args.input, args.output, config=_config(args))
+        config = process_config(args)
+        workers = args.workers if args.workers is not None else _local_gpus(args)
+        if workers > 1 or args.address is not None:
+            from pipeline.parallel import ParallelConfig, process_video_parallel
+
+            # On a cluster without --workers, 0 lets the pool count the cluster's GPUs.
+            count = (args.workers or 0) if args.address is not None else workers
+            parallel = ParallelConfig(workers=count, address=args.address)
+            result = process_video_parallel(args.input, args.output, config=config,
+                                            parallel=parallel)
+        else:
+            result = process_video(args.input, args.output, config=config)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -102,3 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(f"{result.output}\t{result.frames} frames\t{result.seconds:.1f} s\t{result.fps:.2f} fps")
     return 0
+
+
+def _local_gpus(args: argparse.Namespace) -> int:
+    """Default worker count on this machine: one per visible GPU (1 on CPU, on one GPU, or
+    when --device names one GPU)."""
+    if args.address is not None or args.device not in ("auto", "cuda"):
+        return 1
+    import torch
+
+    return max(1, torch.cuda.device_count())

@@ -164,7 +164,7 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
     restorer = Restorer(model if model is not None else load_model(config.model), device=device,
                         precision=config.precision, batch_size=config.batch_size,
                         tile=config.tile, tile_overlap=config.tile_overlap,
-                        compile=config.compile)
+                        compile=config.compile, cpu_threads=_cpu_threads(config.cpu_threads))
     partial = output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
     started = time.perf_counter()
     try:
@@ -254,6 +254,14 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
     if writer.frames_written != count:
         raise PipelineError(f"internal error: restored {count} frames but wrote {writer.frames_written}")
     return count, writer.codec
+
+
+def _cpu_threads(requested: int) -> int:
+    """Torch threads for CPU inference: by default one core is left to decoding and encoding,
+    because OpenMP threads that spin-wait for a core FFmpeg is using slow every call down."""
+    if requested >= 0:
+        return requested
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 def _queue_depth(frame_bytes: int, batch: int, max_frames: int) -> int:

@@ -75,13 +75,17 @@ class Restorer:
         tile_overlap: overlap between tiles, blended linearly.
         compile: run the model through ``torch.compile`` (batches are padded to a fixed size
             so it compiles once).
+        cpu_threads: torch threads on the CPU (0 = leave torch's setting alone).
     """
 
     def __init__(self, model: RRDBNet, *, device: torch.device, precision: str = "auto",
                  batch_size: int = 0, tile: int = 0,
-                 tile_overlap: int = DEFAULT_TILE_OVERLAP, compile: bool = False) -> None:
+                 tile_overlap: int = DEFAULT_TILE_OVERLAP, compile: bool = False,
+                 cpu_threads: int = 0) -> None:
         self.device = device
         self.precision = resolve_precision(precision, device)
+        if device.type == "cpu" and cpu_threads:
+            torch.set_num_threads(cpu_threads)
         self.model = model.eval().requires_grad_(False).to(device)
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)

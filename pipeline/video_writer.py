@@ -117,6 +117,9 @@ class VideoWriter:
         settings: codec, quality and pixel format choices.
         container_format: FFmpeg muxer name, or None to pick it from the path's extension.
         copy_streams: copy the input's audio and subtitle streams (False for segment files).
+        output_name: the name shown in errors and used for codec defaults, when ``path`` is
+            a temporary name.
+        container_options: muxer options (e.g. MP4's ``movie_timescale`` for segment files).
     """
 
     def __init__(
@@ -130,6 +133,7 @@ class VideoWriter:
         container_format: str | None = None,
         copy_streams: bool = True,
         output_name: Path | None = None,
+        container_options: dict[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.info = info
@@ -138,7 +142,8 @@ class VideoWriter:
         self.codec = choose_codec(settings, info, name_for_defaults)
         self.pix_fmt = choose_pix_fmt(self.codec, settings, info)
         try:
-            self._out = av.open(str(self.path), "w", format=container_format)
+            self._out = av.open(str(self.path), "w", format=container_format,
+                                container_options=container_options or {})
         except (av.error.FFmpegError, ValueError) as exc:
             raise PipelineError(f"{name_for_defaults}: cannot create output ({exc})") from exc
         self._source = None

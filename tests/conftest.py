@@ -7,6 +7,10 @@ import torch
 
 from models import RRDBNet, save_generator
 
+# One intra-op thread: the suite runs on 2 cores beside FFmpeg's decoder/encoder threads, and
+# OpenMP threads that spin-wait for a busy core make each model call ~100x slower.
+torch.set_num_threads(1)
+
 try:
     HAS_CUDA = torch.cuda.is_available()
 except Exception:  # pragma: no cover - broken driver installs
