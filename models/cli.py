@@ -1,0 +1,289 @@
+"""Command line for ``python -m models``: train, evaluate, export, interpolate.
+
+Results go to stdout, progress bars and log messages to stderr; a user mistake (bad
+config key, missing file, unusable checkpoint) is one ``error: ...`` line on stderr and
+exit status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from models.checkpoint import CheckpointError
+from models.data import DataError
+from models.train import ConfigError
+
+EXIT_USAGE = 2  # argparse's own status for bad usage
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+# User mistakes: reported as one line. Anything else is a bug and keeps its traceback.
+# A diverging run (FloatingPointError) is reported the same way: its message says what to change.
+USER_ERRORS = (ConfigError, DataError, CheckpointError, FileNotFoundError, FloatingPointError)
+
+DESCRIPTION = """\
+Train, evaluate and ship unsmear's deblurring generator (ESRGAN's RRDBNet without
+the upsampler) on blurry/sharp pairs written by `python -m dataset_builder build`."""
+
+TRAIN_EPILOG = """\
+examples:
+  python -m models train models/configs/tiny.yaml data=pairs/ out=runs/tiny
+  python -m models train models/configs/default.yaml data=pairs/ out=runs/psnr steps=20000
+  python -m models train models/configs/default_gan.yaml data=pairs/ out=runs/gan \\
+      --init runs/psnr/model.safetensors perceptual=fft
+  python -m models train models/configs/default.yaml data=pairs/ out=runs/psnr --resume
+
+overrides are KEY=VALUE with YAML values; dotted keys reach sections, e.g.
+  steps=200 stage=gan lr_g=1e-4 generator.num_block=4 discriminator.kind=patch
+a run folder gets config.yaml, log.csv, checkpoints/ and, at the end, model.safetensors
+(the EMA weights)."""
+
+EVALUATE_EPILOG = """\
+PSNR: RGB, [0, 1] floats, data range 1.0, border crop --crop-border px.
+SSIM: Wang et al. 2004, Gaussian 11x11 sigma 1.5, per RGB channel then averaged.
+Baselines use the single best setting per method on the same pairs (favours them).
+
+example:
+  python -m models evaluate --model runs/psnr/model.safetensors pairs/ --out eval/psnr"""
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    return values
+
+
+def _odd_int_list(text: str) -> tuple[int, ...]:
+    values = _int_list(text)
+    if any(v % 2 == 0 for v in values):
+        raise argparse.ArgumentTypeError(f"kernel sizes must be odd, got {text!r}")
+    return values
+
+
+def _safetensors_path(text: str) -> str:
+    if not text.endswith(".safetensors"):
+        raise argparse.ArgumentTypeError(f"weights are saved as safetensors: name the file *.safetensors, not {text!r}")
+    return text
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"alpha must be between 0 and 1, got {value}")
+    return value
+
+
+def _integer_at_least(minimum: int):  # noqa: ANN202 - an argparse type
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from err
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+_non_negative = _integer_at_least(0)
+_positive = _integer_at_least(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m models`` argument parser."""
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="python -m models", description=DESCRIPTION, formatter_class=raw)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # -v belongs to every subcommand, so it may come anywhere after the command's name.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress details (INFO) on stderr")
+
+    train = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train a generator (ESRGAN recipe: stage psnr, then stage gan)",
+        description="Train a generator on pairs; see models/configs/*.yaml for the keys.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=raw,
+    )
+    train.add_argument("config", help="YAML training config (keys of models.train.TrainConfig)")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, applied after the file")
+    train.add_argument(
+        "--init",
+        metavar="CKPT",
+        help="start the generator from this checkpoint (ours, or a BasicSR/ESRGAN RRDBNet .pth): "
+        "tensors that fit are loaded, the others are reported and skipped",
+    )
+    train.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CKPT",
+        help="continue the run in out= from its newest checkpoint, or from CKPT",
+    )
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="PSNR/SSIM gain of a model on pairs, with baselines and DBN's plot",
+        description="Evaluate a generator on pairs: table on stdout, results.json and gain_plot.png in --out.",
+        epilog=EVALUATE_EPILOG,
+        formatter_class=raw,
+    )
+    evaluate.add_argument("pairs", help="pairs folder (with manifest.jsonl)")
+    evaluate.add_argument("--model", required=True, help="generator file (.safetensors from train/export, or .pth)")
+    evaluate.add_argument(
+        "--out", default="evaluation", help="folder for results.json and gain_plot.png (default: %(default)s)"
+    )
+    evaluate.add_argument(
+        "--split",
+        choices=("val", "train", "all"),
+        default="val",
+        help="manifest split to evaluate (default: %(default)s, the held-out sources)",
+    )
+    evaluate.add_argument(
+        "--crop-border",
+        type=_non_negative,
+        default=0,
+        metavar="PX",
+        help="pixels ignored on every side by PSNR/SSIM (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--no-baselines", action="store_true", help="skip unsharp masking, Richardson-Lucy and Wiener"
+    )
+    evaluate.add_argument(
+        "--kernel-sizes",
+        type=_odd_int_list,
+        default=(3, 5, 9, 15, 21),
+        metavar="K,K,...",
+        help="disk PSF diameters tried by Richardson-Lucy and Wiener (default: 3,5,9,15,21)",
+    )
+    evaluate.add_argument(
+        "--rl-iterations",
+        type=_int_list,
+        default=(5, 20),
+        metavar="N,N,...",
+        help="Richardson-Lucy iteration counts tried (default: 5,20)",
+    )
+    evaluate.add_argument(
+        "--no-sharp-check", action="store_true", help="skip feeding each sharp frame as a static window"
+    )
+    evaluate.add_argument("--max-pairs", type=_positive, default=None, metavar="N", help="evaluate the first N pairs")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: %(default)s)")
+    evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    export = sub.add_parser(
+        "export",
+        parents=[common],
+        help="write a run's EMA generator as one .safetensors file for pipeline",
+        description="Export generator weights and config from a run or checkpoint folder.",
+    )
+    export.add_argument("checkpoint", help="run folder (newest checkpoint), checkpoint folder or generator file")
+    export.add_argument("out", type=_safetensors_path, help="destination .safetensors")
+    export.add_argument(
+        "--weights",
+        choices=("ema", "generator"),
+        default="ema",
+        help="EMA (shipped) or raw generator weights (default: %(default)s)",
+    )
+
+    interp = sub.add_parser(
+        "interpolate",
+        parents=[common],
+        help="ESRGAN network interpolation between a PSNR and a GAN model",
+        description="Write (1 - alpha) * PSNR weights + alpha * GAN weights (same architecture).",
+    )
+    interp.add_argument("psnr_model", help="generator trained with stage psnr")
+    interp.add_argument("gan_model", help="generator trained with stage gan")
+    interp.add_argument("out", type=_safetensors_path, help="destination .safetensors")
+    interp.add_argument(
+        "--alpha",
+        type=_alpha,
+        default=0.8,
+        help="weight of the GAN model in [0, 1]; higher is sharper (default: %(default)s)",
+    )
+    return parser
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from models.train import load_config, train
+
+    overrides = list(args.overrides)
+    if args.init:
+        overrides.append(f"init={args.init}")
+    bad = [item for item in overrides if "=" not in item]
+    if bad:
+        raise ConfigError(f"{bad[0]!r} is not KEY=VALUE (only the config file is positional)")
+    config = load_config(args.config, overrides)
+    result = train(config, resume=args.resume, progress=not args.no_progress)
+    print(f"trained {result.step} steps; model: {result.model_path}; checkpoint: {result.checkpoint}")
+    if result.validation:
+        v = result.validation
+        print(
+            f"validation (EMA): PSNR {v['val_psnr']:.2f} dB / SSIM {v['val_ssim']:.4f} "
+            f"(input {v['val_psnr_input']:.2f} dB / {v['val_ssim_input']:.4f})"
+        )
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from models.evaluate import EvaluateConfig, evaluate, format_table, write_outputs
+
+    config = EvaluateConfig(
+        model=args.model, pairs=args.pairs, out=args.out, split=args.split, crop_border=args.crop_border,
+        baselines=not args.no_baselines, kernel_sizes=args.kernel_sizes, rl_iterations=args.rl_iterations,
+        sharp_check=not args.no_sharp_check, max_pairs=args.max_pairs, device=args.device,
+    )
+    if not Path(config.model).exists():
+        raise FileNotFoundError(f"model not found: {config.model}")
+    report = evaluate(config, progress=not args.no_progress)
+    print(format_table(report))
+    json_path, plot_path = write_outputs(report, config.out)
+    print(f"wrote {json_path} and {plot_path}")
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from models.export import export
+
+    out = export(args.checkpoint, args.out, weights=args.weights)
+    print(f"wrote {out}")
+    return 0
+
+
+def _run_interpolate(args: argparse.Namespace) -> int:
+    from models.export import interpolate
+
+    out = interpolate(args.psnr_model, args.gan_model, args.out, alpha=args.alpha)
+    print(f"wrote {out} = {1 - args.alpha:g} * {args.psnr_model} + {args.alpha:g} * {args.gan_model}")
+    return 0
+
+
+COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "export": _run_export, "interpolate": _run_interpolate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m models``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,290 @@
+"""Training: configs, pairs data, the PSNR and GAN steps, resume, init, export/interpolate, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from models import RRDBNet, load_generator, save_generator
+from models.checkpoint import CheckpointError
+from models.cli import main
+from models.data import DataError, PairsDataset
+from models.export import export, interpolate
+from models.train import ConfigError, TrainConfig, config_to_yaml, load_config, train
+from models.vgg import VGG19Features
+
+CONFIGS = Path(__file__).resolve().parents[1] / "models" / "configs"
+TINY_YAML = CONFIGS / "tiny.yaml"
+TINY_NET = "generator={num_feat: 8, num_block: 1, num_grow_ch: 4, downscale: 2}"
+FAST = ["batch_size=2", "crop_size=32", "log_every=2", "val_every=1000", "checkpoint_every=1000"]
+
+
+def write_pairs(root: Path, *, n_train: int = 6, n_val: int = 2, size: int = 48, frames: int = 3,
+                speed: int = 3, seed: int = 0, bit_depth: int = 8) -> Path:
+    """Tiny pairs in dataset_builder's format: a textured scene panning right, blurred by
+    averaging shifted copies (so the blur is real motion blur of known length)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    margin = speed * (frames + 2) * 2
+    peak, dtype = (255, np.uint8) if bit_depth == 8 else (65535, np.uint16)
+    lines = []
+    for i in range(n_train + n_val):
+        split = "train" if i < n_train else "val"
+        noise = rng.random((size + 2 * margin, size + 2 * margin, 3)).astype(np.float32)
+        canvas = cv2.GaussianBlur(noise, (0, 0), 1.5)
+        canvas = (canvas - canvas.min()) / (canvas.max() - canvas.min())
+
+        def view(shift: int) -> np.ndarray:
+            return canvas[margin : margin + size, margin - shift : margin - shift + size]
+
+        def save(name: str, image: np.ndarray) -> str:
+            cv2.imwrite(str(root / name), np.round(image[:, :, ::-1] * peak).astype(dtype))
+            return name
+
+        blurred = [
+            np.mean([view((f - frames // 2) * speed * 2 + s) for s in range(-speed, speed + 1)], axis=0)
+            for f in range(frames)
+        ]
+        names = [save(f"{i}_b{f}.png", b) for f, b in enumerate(blurred)]
+        lines.append(json.dumps({
+            "split": split, "source": f"clip{i % 3}" if split == "train" else "heldout", "index": i,
+            "sharp": save(f"{i}_sharp.png", view(0)), "blurry": names[frames // 2], "blurry_frames": names,
+            "static": False, "bit_depth": bit_depth,
+        }))
+    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine
+    # OpenMP threads spinning against other processes made these tests ~20x slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> Path:
+    return write_pairs(tmp_path_factory.mktemp("pairs"))
+
+
+def _config(pairs: Path, out: Path, *overrides: str) -> TrainConfig:
+    return load_config(TINY_YAML, [f"data={pairs}", f"out={out}", TINY_NET, *FAST, *overrides])
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_shipped_configs_load_and_round_trip(tmp_path):
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        config = load_config(path, [f"data={tmp_path}", f"out={tmp_path / 'run'}"])
+        saved = tmp_path / f"{path.stem}.resolved.yaml"
+        saved.write_text(config_to_yaml(config))
+        assert load_config(saved) == config, path.name
+
+
+def test_unknown_key_fails_with_suggestion(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("stpes: 10\n")
+    with pytest.raises(ConfigError, match=r"unknown config key stpes \(did you mean steps\?\)"):
+        load_config(cfg, ["data=x", "out=y"])
+    with pytest.raises(ConfigError, match="generator.num_blocks"):
+        load_config(None, ["data=x", "out=y", "generator.num_blocks=2"])
+
+
+def test_wrong_types_and_values_fail_clearly():
+    with pytest.raises(ConfigError, match="steps must be a number"):
+        load_config(None, ["data=x", "out=y", "steps=many"])
+    with pytest.raises(ConfigError, match="stage must be one of psnr, gan"):
+        load_config(None, ["data=x", "out=y", "stage=adversarial"])
+    with pytest.raises(ConfigError, match="data is not set"):
+        load_config(None, ["out=y"])
+    with pytest.raises(ConfigError, match="in_frames must be odd"):
+        load_config(None, ["data=x", "out=y", "generator.in_frames=2"])
+
+
+def test_stage_override_picks_stage_defaults_and_demands_an_explicit_perceptual_loss():
+    psnr = load_config(None, ["data=x", "out=y"])
+    assert (psnr.lr_g, psnr.pixel_weight) == (2e-4, 1.0)  # BasicSR stage 1
+    with pytest.raises(ConfigError, match="vgg19 needs vgg_weights.*perceptual: fft"):
+        load_config(None, ["data=x", "out=y", "stage=gan"])
+    gan = load_config(None, ["data=x", "out=y", "stage=gan", "perceptual=fft", "lr_d=2e-4"])
+    assert (gan.lr_g, gan.pixel_weight, gan.gan_weight, gan.lr_d) == (1e-4, 1e-2, 5e-3, 2e-4)
+    with pytest.raises(ConfigError, match="batch norm"):
+        load_config(None, ["data=x", "out=y", "stage=gan", "perceptual=fft", "gan_loss=wgan-gp"])
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_augmentation_is_identical_for_every_frame_and_deterministic(tmp_path):
+    root = tmp_path / "same"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    image = (rng.random((40, 56, 3)) * 65535).astype(np.uint16)  # 16-bit, not square
+    cv2.imwrite(str(root / "a.png"), image[:, :, ::-1])
+    entry = {"split": "train", "source": "s", "index": 0, "sharp": "a.png", "blurry": "a.png",
+             "blurry_frames": ["a.png"] * 5, "static": True, "bit_depth": 16}
+    (root / "manifest.jsonl").write_text(json.dumps(entry) + "\n")
+    data = PairsDataset(root, split="train", in_frames=5, crop_size=24, augment=True, seed=3)
+    seen = set()
+    for n in range(12):
+        sample = data[n]
+        assert sample["blurry"].shape == (15, 24, 24) and sample["sharp"].shape == (3, 24, 24)
+        for f in range(5):  # same crop, flip and rotation on every frame and the target
+            assert torch.equal(sample["blurry"][3 * f : 3 * f + 3], sample["sharp"])
+        assert torch.equal(data[n]["sharp"], sample["sharp"])  # a pure function of n
+        seen.add(sample["sharp"].numpy().tobytes())
+    assert len(seen) > 6  # and different samples differ
+    full = PairsDataset(root, split="train", in_frames=1)[0]["sharp"]
+    assert torch.allclose(full, torch.from_numpy(image.transpose(2, 0, 1) / 65535.0).float())
+    with pytest.raises(DataError, match="has 5 blurred frame"):
+        PairsDataset(root, split="train", in_frames=7)
+    with pytest.raises(DataError, match="no val pairs"):
+        PairsDataset(root, split="val")
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_tiny_yaml_from_the_command_line_lowers_the_loss_and_raises_validation_psnr(pairs, tmp_path, capsys):
+    # Exactly the README's command: python -m models train models/configs/tiny.yaml data=PAIRS out=RUN
+    out = tmp_path / "run"
+    assert main(["train", str(TINY_YAML), f"data={pairs}", f"out={out}", "--no-progress"]) == 0
+    assert f"model: {out / 'model.safetensors'}" in capsys.readouterr().out
+    with (out / "log.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    losses = [(int(r["step"]), float(r["l_pix"])) for r in rows if r["l_pix"]]
+    assert [step for step, _ in losses] == [10, 20, 30, 40, 50, 60]
+    assert losses[-1][1] < 0.97 * losses[0][1]
+    final = [r for r in rows if r["val_psnr"]][-1]
+    assert float(final["val_psnr"]) > float(final["val_psnr_input"]) + 0.2  # held-out source, EMA weights
+    assert load_generator(out / "model.safetensors").config.num_feat == 16  # tiny.yaml's architecture
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+@pytest.mark.parametrize("stage", ["psnr", "gan"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(pairs, tmp_path, stage):
+    extra = ["generator.in_frames=3", "num_workers=1", "cache_mb=0", "lr_milestones=[4]"] if stage == "psnr" else [
+        "stage=gan", "perceptual=fft", "gan_loss=wgan-gp",
+        "discriminator={kind: patch, num_feat: 8, norm: instance}",
+    ]
+    whole = train(_config(pairs, tmp_path / "whole", "steps=6", *extra), progress=False)
+    half = train(_config(pairs, tmp_path / "split", "steps=3", *extra), progress=False)
+    assert half.step == 3
+    resumed = train(_config(pairs, tmp_path / "split", "steps=6", *extra), resume=True, progress=False)
+    assert resumed.step == 6 and resumed.checkpoint.name == whole.checkpoint.name
+    names = ["generator", "ema"] + (["discriminator"] if stage == "gan" else [])
+    for name in names:
+        a, b = _tensors(whole.checkpoint / f"{name}.safetensors"), _tensors(resumed.checkpoint / f"{name}.safetensors")
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}.{key} differs after resume"
+    with (tmp_path / "split" / "log.csv").open() as handle:
+        assert [int(r["step"]) for r in csv.DictReader(handle) if r["loss_g"]] == [2, 3, 4, 6]
+
+
+def test_gan_stage_from_psnr_model_with_a_local_vgg_file(pairs, tmp_path):
+    psnr = train(_config(pairs, tmp_path / "psnr", "steps=4"), progress=False)
+    vgg = VGG19Features(("relu2_2",))
+    weights = {f"features.{k}": v for k, v in vgg.features.state_dict().items()}
+    torch.save(weights, tmp_path / "vgg19.pth")
+    gan = train(
+        _config(pairs, tmp_path / "gan", "steps=4", "stage=gan", f"init={psnr.model_path}",
+                f"vgg_weights={tmp_path / 'vgg19.pth'}", "vgg_layer=relu2_2", "discriminator.num_feat=8"),
+        progress=False,
+    )
+    with (tmp_path / "gan" / "log.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["loss_g"]]
+    assert all(float(r["l_percep"]) > 0 and float(r["loss_d"]) > 0 for r in rows)
+    disc = load_file(str(gan.checkpoint / "discriminator.safetensors"))
+    assert "conv0_0.weight" in disc and "linear2.weight" in disc  # BasicSR's names
+
+
+def test_init_loads_the_fitting_trunk_and_reports_what_it_skipped(pairs, tmp_path, caplog):
+    # Like a BasicSR model: deeper, and without the global residual.
+    donor = RRDBNet(num_feat=8, num_block=2, num_grow_ch=4, downscale=2, residual=False)
+    save_generator(donor, tmp_path / "donor.safetensors")
+    caplog.set_level("INFO")
+    result = train(_config(pairs, tmp_path / "run", "steps=1", "lr_g=1e-12", f"init={tmp_path / 'donor.safetensors'}"),
+                   progress=False)
+    assert "skipped 30 tensor(s)" in caplog.text and "body.1.rdb1.conv1.weight" in caplog.text
+    trained = load_file(str(result.checkpoint / "generator.safetensors"))
+    donor_state = donor.state_dict()
+    assert torch.allclose(trained["body.0.rdb1.conv1.weight"], donor_state["body.0.rdb1.conv1.weight"], atol=1e-6)
+    # The donor's conv_last drew whole images; our residual generator starts from "no correction".
+    assert trained["conv_last.weight"].abs().max() < 1e-6
+
+
+# --------------------------------------------------------------------------- export / interpolate
+
+
+def test_export_and_interpolate_round_trip(pairs, tmp_path):
+    run = train(_config(pairs, tmp_path / "run", "steps=2"), progress=False)
+    exported = export(tmp_path / "run", tmp_path / "psnr.safetensors")
+    ema = _tensors(run.checkpoint / "ema.safetensors")
+    assert all(torch.equal(v, _tensors(exported)[k]) for k, v in ema.items())
+    assert load_generator(exported).config == load_config(tmp_path / "run" / "config.yaml").generator
+
+    gan = RRDBNet(load_generator(exported).config)  # another set of weights, same architecture
+    save_generator(gan, tmp_path / "gan.safetensors")
+    for alpha in (0.0, 0.8, 1.0):
+        out = interpolate(exported, tmp_path / "gan.safetensors", tmp_path / f"mix{alpha}.safetensors", alpha=alpha)
+        mixed = load_generator(out).state_dict()
+        for name, value in gan.state_dict().items():
+            expected = (1 - alpha) * ema[name] + alpha * value
+            assert torch.allclose(mixed[name], expected, atol=1e-6), (alpha, name)
+    other = RRDBNet(num_feat=8, num_block=2, num_grow_ch=4, downscale=2)
+    save_generator(other, tmp_path / "other.safetensors")
+    with pytest.raises(CheckpointError, match="different architectures"):
+        interpolate(exported, tmp_path / "other.safetensors", tmp_path / "bad.safetensors")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_train_refuses_to_overwrite_a_run_and_resumes_it(pairs, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", str(TINY_YAML), f"data={pairs}", f"out={out}", TINY_NET, "steps=4", "--no-progress"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "already holds a run" in err and "\n" not in err
+    assert main([*argv[:-2], "steps=6", "--resume", "--no-progress"]) == 0
+    assert "trained 6 steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "missing.yaml", "data=x", "out=y"], "config file not found"),
+        (["train", str(TINY_YAML), "data=/nonexistent", "out=y"], "manifest.jsonl not found"),
+        (["train", str(TINY_YAML), "out=y", "steps"], "is not KEY=VALUE"),
+        (["export", "/nonexistent/run", "out.safetensors"], "checkpoint not found"),
+    ],
+)
+def test_cli_user_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_cli_interpolate_rejects_alpha_out_of_range(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["interpolate", "a.safetensors", "b.safetensors", "out.safetensors", "--alpha", "1.5"])
+    assert exit_info.value.code == 2
+    assert "alpha must be between 0 and 1" in capsys.readouterr().err
+
