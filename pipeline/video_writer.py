@@ -40,6 +40,7 @@ INTERLEAVE_AHEAD_S = 1.0
 WEBM_EXTENSIONS = {".webm"}
 # Raw elementary streams can't hold timestamps or audio; their output goes into Matroska.
 RAW_STREAM_EXTENSIONS = {".h264", ".264", ".h265", ".265", ".hevc", ".m4v", ".vvc", ".266", ".ivf", ".obu"}
+MOV_FAMILY = {"mp4", "mov", "m4v", "3gp", "3g2", "ismv"}
 # Metadata keys that describe the old file's muxer/encoder rather than its content.
 _STALE_METADATA = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration"}
 
@@ -141,9 +142,14 @@ class VideoWriter:
         self.output_name = name_for_defaults = output_name or self.path
         self.codec = choose_codec(settings, info, name_for_defaults)
         self.pix_fmt = choose_pix_fmt(self.codec, settings, info)
+        options = dict(container_options or {})
+        if (container_format or self.path.suffix.lower().lstrip(".")) in MOV_FAMILY:
+            # MP4 keeps a non-zero start time with an edit list written in the movie time
+            # scale (1/1000 s by default); in the video's own scale no frame moves by rounding.
+            options.setdefault("movie_timescale", str(info.time_base.denominator))
         try:
             self._out = av.open(str(self.path), "w", format=container_format,
-                                container_options=container_options or {})
+                                container_options=options)
         except (av.error.FFmpegError, ValueError) as exc:
             raise PipelineError(f"{name_for_defaults}: cannot create output ({exc})") from exc
         self._source = None
