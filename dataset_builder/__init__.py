@@ -23,7 +23,7 @@ from dataset_builder.build import (
     write_manifest,
 )
 from dataset_builder.config import BuildConfig, RenderConfig
-from dataset_builder.errors import BuildError
+from dataset_builder.errors import BuildError, SourceTooShort
 from dataset_builder.sources import find_sources, probe_source, source_name
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "BuildError",
     "BuildSummary",
     "RenderConfig",
+    "SourceTooShort",
     "assign_split",
     "build_pairs",
     "build_source",
