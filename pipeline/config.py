@@ -22,6 +22,7 @@ class ProcessConfig:
     tile: int = 0                   # tile side in pixels for huge frames; 0 = whole frames
     tile_overlap: int = 32          # pixels shared by neighbouring tiles, blended linearly
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    compare: Path | None = None     # also write a before/after video (side by side) or PNG grid
     overwrite: bool = False         # replace an existing output file
     progress: bool = True           # progress bar on stderr
     decode_threads: int = 0         # decoder threads; 0 = FFmpeg's automatic choice

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from models.checkpoint import CheckpointError, load_generator
 from models.generator import RRDBNet
+from pipeline.compare import Comparison
 from pipeline.config import DEFAULT_MODEL_PATH, ProcessConfig
 from pipeline.errors import PipelineError
 from pipeline.restorer import Restorer, resolve_device
@@ -160,6 +161,8 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
     info = reader.info
     output = Path(output) if output is not None else default_output_path(input_path)
     _check_output(input_path, output, config.overwrite)
+    if config.compare is not None:
+        _check_output(input_path, Path(config.compare), config.overwrite)
     device = resolve_device(config.device)
     restorer = Restorer(model if model is not None else load_model(config.model), device=device,
                         precision=config.precision, batch_size=config.batch_size,
@@ -205,15 +208,23 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
             item = restored.get()
             if item is _END:
                 break
-            rgb_batch, pts_list = item
+            rgb_batch, pts_list, originals = item
             if "w" not in writer_box:
                 writer_box["w"] = VideoWriter(
                     partial, info, colour=reader.colour, display_matrix=reader.display_matrix,
                     settings=config.encoder, output_name=output)
-            for rgb, pts in zip(rgb_batch, pts_list):
+                if config.compare is not None:
+                    writer_box["compare"] = Comparison(
+                        config.compare, info, colour=reader.colour,
+                        display_matrix=reader.display_matrix, settings=config.encoder)
+            for i, (rgb, pts) in enumerate(zip(rgb_batch, pts_list)):
                 writer_box["w"].write(rgb, pts)
+                if originals is not None:
+                    writer_box["compare"].add(originals[i], rgb, pts)
         if "w" in writer_box:
             writer_box["w"].close()
+        if "compare" in writer_box:
+            writer_box["compare"].close()
 
     encoder = _Stage("encode", encode)
     encoder.start()
@@ -229,7 +240,8 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
         for window, targets in windows(decoded_frames(), batch, restorer.context):
             out = restorer.restore(np.stack([f.rgb for f in window]))
             _check_stage(encoder)
-            if not _put(restored, (out, [f.pts for f in targets]), stop):
+            originals = [f.rgb for f in targets] if config.compare is not None else None
+            if not _put(restored, (out, [f.pts for f in targets], originals), stop):
                 break
             count += len(targets)
             progress.update(len(targets))
@@ -243,8 +255,9 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
         _drain(restored)
         _put(restored, _END, threading.Event())
         encoder.join(timeout=10)
-        if "w" in writer_box:
-            writer_box["w"].abort()
+        for name in ("w", "compare"):
+            if name in writer_box:
+                writer_box[name].abort()
         raise
     finally:
         stop.set()

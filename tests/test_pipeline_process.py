@@ -139,3 +139,22 @@ def test_default_output_names():
 
     assert default_output_path(Path("/v/clip.mov")) == Path("/v/clip.deblurred.mov")
     assert default_output_path(Path("/v/raw.h264")) == Path("/v/raw.deblurred.mkv")
+
+
+@pytest.mark.parametrize("name", ["compare.mp4", "compare.png"])
+def test_compare_writes_before_and_after_side_by_side(tmp_path, identity_model, name):
+    import dataclasses
+
+    import cv2
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=12, audio="aac")
+    config = dataclasses.replace(QUIET, compare=tmp_path / name)
+    process_video(clip.path, config=config, model=identity_model)
+    if name.endswith(".mp4"):
+        info = probe(tmp_path / name)
+        assert (info.width, info.height) == (128, 48)
+        assert read_timestamps(tmp_path / name) == read_timestamps(clip.path)
+        assert packet_counts(tmp_path / name)["audio"] == clip.audio_packets
+    else:
+        grid = cv2.imread(str(tmp_path / name))
+        assert grid.shape[1] == 128 and grid.shape[0] > 3 * 48  # three rows: input | output
