@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--no-sharp-check", action="store_true", help="skip feeding each sharp frame as a static window"
     )
-    evaluate.add_argument("--max-pairs", type=_positive, default=None, metavar="N", help="evaluate the first N pairs")
+    evaluate.add_argument("--max-pairs", type=_positive, default=None, metavar="N", help="evaluate N pairs spread evenly over the manifest (default: all)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: %(default)s)")
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

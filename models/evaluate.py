@@ -63,7 +63,7 @@ class EvaluateConfig:
     kernel_sizes: tuple[int, ...] = (3, 5, 9, 15, 21)  # disk diameters (px) tried by RL and Wiener
     rl_iterations: tuple[int, ...] = (5, 20)  # Richardson–Lucy iteration counts tried
     sharp_check: bool = True  # also feed each sharp frame as a static window
-    max_pairs: int | None = None  # evaluate only the first this many pairs; None: all
+    max_pairs: int | None = None  # evaluate this many pairs spread evenly over the manifest; None: all
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", ...
 
 
@@ -243,7 +243,10 @@ def evaluate(config: EvaluateConfig, *, progress: bool = True) -> EvaluationRepo
     device = _pick_device(config.device)
     model = load_generator(config.model, device=device)
     records = read_manifest(config.pairs, split=None if config.split == "all" else config.split)
-    records = records[: config.max_pairs]
+    if config.max_pairs is not None and len(records) > config.max_pairs:
+        # Spread evenly over the manifest (which is ordered by source), so every source counts.
+        step = len(records) / config.max_pairs
+        records = [records[int(i * step)] for i in range(config.max_pairs)]
     settings: list[BaselineSetting] = []
     if config.baselines:
         settings = baseline_settings(kernel_sizes=config.kernel_sizes, rl_iterations=config.rl_iterations)

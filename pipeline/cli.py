@@ -74,14 +74,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                                      "encoder supports it, so bit depth and chroma are kept)")
 
 
-def add_ray_arguments(parser: argparse.ArgumentParser, *, workers_help: str) -> None:
+def add_ray_arguments(parser: argparse.ArgumentParser, *, workers_help: str,
+                      address_note: str = "; workers then default to the cluster's GPU count"
+                      ) -> None:
     """--workers and --address, shared with ``python -m jobs``."""
     r = parser.add_argument_group("parallel (Ray)")
     r.add_argument("--workers", type=_positive, help=workers_help)
     r.add_argument("--address",
                    help="join this Ray cluster (HOST:PORT printed by `ray start --head`, or "
-                        "auto) instead of starting a local Ray instance; workers then default "
-                        "to the cluster's GPU count")
+                        f"auto) instead of starting a local Ray instance{address_note}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,7 +53,7 @@ from pipeline.segments import (
     scan_keyframes,
 )
 from pipeline.video_reader import VideoInfo, probe
-from pipeline.video_writer import EncoderSettings, choose_codec, choose_pix_fmt
+from pipeline.video_writer import MOV_FAMILY, EncoderSettings, choose_codec, choose_pix_fmt
 
 log = logging.getLogger(__name__)
 
@@ -159,34 +159,48 @@ class SegmentWorker:
     """A Ray actor: loads the generator once, then restores segments on its device.
 
     Args:
-        model: a checkpoint path (None = the default model), loaded on the worker, or a
-            generator object, which Ray ships to it.
         config: device, precision, batching and tiling settings.
+        model_path: the checkpoint to load now (None = the default model); the file must be
+            visible to the worker.
+        shipped: load nothing now: the driver sends a generator object with each segment
+            (a large object among the constructor's arguments would make Ray warn that
+            restarts depend on it; a restarted worker fetches it again with its next one).
     """
 
-    def __init__(self, model: RRDBNet | Path | None, config: ProcessConfig) -> None:
-        generator = model if isinstance(model, RRDBNet) else load_model(model)
+    def __init__(self, config: ProcessConfig, model_path: Path | None = None,
+                 shipped: bool = False) -> None:
+        self.config = config
         device_name = config.device
         if device_name.startswith("cuda:"):
             # Ray shows each worker only the GPU it assigned, as cuda:0.
             device_name = "cuda"
         self.device = resolve_device(device_name)
+        self.restorer: Restorer | None = None
+        if not shipped:
+            self._load(load_model(model_path))
+
+    def _load(self, generator: RRDBNet) -> None:
+        config = self.config
         self.restorer = Restorer(generator, device=self.device, precision=config.precision,
                                  batch_size=config.batch_size, tile=config.tile,
                                  tile_overlap=config.tile_overlap, compile=config.compile)
 
-    def restore(self, task: SegmentTask, progress=None, key: tuple = (),
-                kill_once: str | None = None) -> SegmentResult:
+    def restore(self, task: SegmentTask, model: list | None = None, progress=None,
+                key: tuple = (), kill_once: str | None = None) -> SegmentResult:
         """Restore one segment into ``task.path``.
 
         Args:
             task: the segment.
-            progress: the driver's ProgressBoard (a Ray actor handle), or None. Passed per
-                call: an actor handle among the constructor's arguments would make Ray warn
-                that restarts depend on it.
+            model: ``[ref]``, the generator's object-store reference (in a list, so Ray
+                leaves fetching it to the worker, which does so only when it has no model).
+            progress: the driver's ProgressBoard (a Ray actor handle), or None.
             key: the segment's name on the board.
             kill_once: test hook, see KILL_WORKER_ONCE_ENV.
         """
+        if self.restorer is None:
+            if not model:
+                raise PipelineError("internal error: this worker was given no model")
+            self._load(ray.get(model[0]))
         last_report = 0.0
 
         def on_progress(frames: int) -> None:
@@ -203,10 +217,6 @@ class SegmentWorker:
         if progress is not None:
             progress.report.remote(key, result.frames)
         return result
-
-    def where(self) -> str:
-        """The node and device this worker runs on (for logs)."""
-        return f"{ray.util.get_node_ip_address()} {self.device}"
 
 
 def _claim(marker: str) -> bool:
@@ -299,13 +309,15 @@ class WorkerPool:
         # driver's, so a segment can go to any free worker instead of waiting for that one.
         options = dict(num_cpus=self.parallel.cpus_per_worker, num_gpus=gpus,
                        max_restarts=self.parallel.max_attempts, max_task_retries=0)
-        if isinstance(model, RRDBNet):
-            model = model.cpu().eval()
         self._progress = ray.remote(ProgressBoard).options(num_cpus=0).remote()
         actor_class = ray.remote(SegmentWorker).options(**options)
-        actors = [actor_class.remote(model, self.config)
-                  for _ in range(self.workers)]
-        log.info("%d Ray worker(s), %s GPU each", len(actors), gpus)
+        if isinstance(model, RRDBNet):
+            self._model = [ray.put(model.cpu().eval())]
+            actors = [actor_class.remote(self.config, shipped=True) for _ in range(self.workers)]
+        else:
+            self._model = None
+            actors = [actor_class.remote(self.config, model) for _ in range(self.workers)]
+        log.info("%d Ray worker(s), %g GPU each", len(actors), gpus)
         return actors
 
     def close(self) -> None:
@@ -348,7 +360,7 @@ def _local_cpus(parallel: ParallelConfig) -> int:
     # A local instance gets at least one CPU per worker even on a small machine: CPU workers
     # then share cores, which is slower but never waits forever for a CPU Ray doesn't have.
     wanted = max(1, parallel.workers) * parallel.cpus_per_worker
-    return int(max(os.cpu_count() or 1, wanted + 1))
+    return int(max(os.cpu_count() or 1, wanted))
 
 
 def _worker_count(parallel: ParallelConfig, config: ProcessConfig) -> tuple[int, float]:
@@ -523,7 +535,7 @@ class _Run:
             if video.started is None:
                 video.started = time.perf_counter()
             key = (self.run_id, video.key, video.generation, segment.index)
-            ref = actor.restore.remote(task, self.pool._progress, key,
+            ref = actor.restore.remote(task, self.pool._model, self.pool._progress, key,
                                        os.environ.get(KILL_WORKER_ONCE_ENV))
             self.in_flight[ref] = (actor, video, video.generation, segment)
 
@@ -698,10 +710,13 @@ def stitch(results: list[SegmentResult], info: VideoInfo, output: Path, *,
     source = ffmpeg.input(str(info.path))
     # Optional maps ("?"): the input is always there for its metadata, audio only if it has some.
     streams = [video["v:0"], source["a?"], source["s?"]]
-    command = ffmpeg.output(
-        *streams, str(output),
-        c="copy", copyts=None, map_metadata=1, map_chapters=-1,
-    ).global_args("-hide_banner", "-nostdin", "-loglevel", "error")
+    options = dict(c="copy", copyts=None, map_metadata=1, map_chapters=-1)
+    if output.suffix.lower().lstrip(".") in MOV_FAMILY:
+        # As VideoWriter does: a non-zero start time is an edit list in the movie time scale,
+        # exact only in the video's own.
+        options["movie_timescale"] = info.time_base.denominator
+    command = ffmpeg.output(*streams, str(output), **options).global_args(
+        "-hide_banner", "-nostdin", "-loglevel", "error")
     _run_ffmpeg(command, f"{name.name}: joining the segments failed")
     return _check_stitched(results, info, output, name)
 

@@ -27,7 +27,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -50,11 +49,6 @@ log = logging.getLogger(__name__)
 # Keyframes tried, one GOP further back each time, when the first seek point turns out to give
 # too few neighbours before a segment (then the worker decodes from the start of the file).
 EXTRA_SEEK_POINTS = 2
-# MP4/MOV muxers: an edit list's start offset is counted in the movie timescale (1/1000 s by
-# default), which would move a segment that starts mid-video by a fraction of a millisecond.
-MOV_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".f4v", ".ismv", ".psp"})
-# The MOV muxer raises a video track's timescale by doubling until it reaches this.
-MOV_MIN_VIDEO_TIMESCALE = 10000
 # Frames buffered between the decode and model threads of a worker (fewer for huge frames,
 # within the single-process path's memory budget), and batches between model and encoder.
 DECODE_QUEUE_FRAMES = 32
@@ -376,8 +370,7 @@ def restore_segment(task: SegmentTask, restorer: Restorer, *,
                 writer = VideoWriter(partial, reader.info, colour=reader.colour,
                                      display_matrix=reader.display_matrix,
                                      settings=task.encoder, copy_streams=False,
-                                     output_name=task.output_name,
-                                     container_options=segment_container_options(path, info))
+                                     output_name=task.output_name)
             for rgb, frame_pts in zip(rgb_batch, batch_pts):
                 writer.write(rgb, frame_pts)
             pts.extend(batch_pts)
@@ -402,21 +395,6 @@ def restore_segment(task: SegmentTask, restorer: Restorer, *,
     return SegmentResult(index=task.segment.index, path=path, frames=written,
                          first_pts=pts[0], last_pts=pts[-1], start_time_us=file_start_time(path),
                          seconds=time.perf_counter() - started, codec=_codec_of(path))
-
-
-def segment_container_options(path: Path, info: VideoInfo) -> dict[str, str]:
-    """Muxer options that keep a segment file's timestamps exact.
-
-    In MP4/MOV, a file whose first frame is not at time 0 starts with an empty edit measured
-    in the movie timescale; making that timescale the video track's (the input's time base,
-    doubled up to at least 10000 as the muxer does) keeps the offset exact.
-    """
-    if path.suffix.lower() not in MOV_SUFFIXES:
-        return {}
-    timescale = Fraction(info.time_base).denominator
-    while timescale < MOV_MIN_VIDEO_TIMESCALE:
-        timescale *= 2
-    return {"movie_timescale": str(timescale), "video_track_timescale": str(timescale)}
 
 
 def _restore_batches(restorer: Restorer,

@@ -1,0 +1,145 @@
+"""Deblurring a folder of videos on a pool of Ray workers, resumably.
+
+The videos found under IN_DIR are restored into the same relative paths under OUT_DIR. They
+share one pool of workers; long videos are cut into segments (see :mod:`pipeline.parallel`)
+so every GPU stays busy until the last one finishes. OUT_DIR holds the ledger
+(``unsmear-jobs.jsonl``: what is done, with which settings) and the report
+(``unsmear-report.json``). Outputs appear only when complete (written under a hidden name,
+then renamed), so an interrupted job never leaves a truncated file that looks finished, and
+running the same command again redoes exactly what is not done.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import av
+
+from jobs import ledger as ledger_states
+from jobs.errors import JobError
+from jobs.folder import FolderConfig, find_videos, mirrored_output, remove_leftovers
+from jobs.ledger import LEDGER_NAME, Ledger
+from jobs.report import DONE, FAILED, REPORT_NAME, SKIPPED, Report, Row, rows_in_order
+from jobs.settings import deblur_fingerprint
+from models.generator import RRDBNet
+from pipeline.config import ProcessConfig
+from pipeline.parallel import ParallelConfig, VideoOutcome, VideoRequest, WorkerPool
+
+log = logging.getLogger(__name__)
+
+def check_folders(in_dir: Path, out_dir: Path) -> tuple[Path, Path]:
+    """Resolve IN_DIR and OUT_DIR, refusing combinations that would lose data."""
+    in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
+    if not in_dir.is_dir():
+        raise JobError(f"{in_dir}: no such folder" if not in_dir.exists()
+                       else f"{in_dir}: is a file, not a folder of videos")
+    if out_dir == in_dir:
+        raise JobError(f"OUT_DIR is IN_DIR ({in_dir}): outputs would replace the inputs; "
+                       f"choose another output folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise JobError(f"{out_dir}: exists and is not a folder")
+    return in_dir, out_dir
+
+
+def check_encoder(config: ProcessConfig) -> None:
+    """Refuse an encoder FFmpeg doesn't have now, rather than once per video."""
+    codec = config.encoder.codec
+    if codec is None:
+        return
+    try:
+        av.codec.Codec(codec, "w")
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise JobError(f"unknown video encoder {codec!r} (try libx264, libx265, libvpx-vp9, "
+                       f"libsvtav1, ffv1)") from exc
+
+
+def deblur_folder(in_dir: str | Path, out_dir: str | Path, *,
+                  config: ProcessConfig = ProcessConfig(),
+                  parallel: ParallelConfig = ParallelConfig(),
+                  folder: FolderConfig = FolderConfig(),
+                  model: RRDBNet | None = None,
+                  pool: WorkerPool | None = None) -> Report:
+    """Deblur every video under ``in_dir`` into the same tree under ``out_dir``.
+
+    Args:
+        in_dir: folder searched recursively for videos.
+        out_dir: folder for the outputs, the ledger and the report (created).
+        config: model, device and encoder settings.
+        parallel: workers, cluster address, segmenting and retries.
+        folder: file patterns and report path.
+        model: a generator to use instead of loading ``config.model``.
+        pool: an existing WorkerPool to run on: its workers' model and device are used,
+            ``config`` still gives the encoder settings (and ``model`` the fingerprint).
+    Returns the Report (also written as JSON). A video that fails is reported, never raised;
+    JobError is raised for a bad folder or when there is nothing to process.
+    """
+    started = time.perf_counter()
+    in_dir, out_dir = check_folders(Path(in_dir), Path(out_dir))
+    check_encoder(config)
+    exclude = out_dir if in_dir in out_dir.parents else None
+    videos = find_videos(in_dir, patterns=folder.patterns, exclude=exclude)
+    if not videos:
+        matching = f" matching {' '.join(folder.patterns)}" if folder.patterns else ""
+        raise JobError(f"no videos{matching} found under {in_dir}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(out_dir / LEDGER_NAME)
+    settings = deblur_fingerprint(config, model)
+    rows: dict[str, Row] = {}
+    todo: list[Path] = []
+    claimed: dict[Path, str] = {}
+    for rel in videos:
+        item = rel.as_posix()
+        output = mirrored_output(rel, out_dir)
+        if output in claimed:  # e.g. clip.h264 and clip.mkv, both → clip.mkv
+            rows[item] = Row(item=item, output=str(output), status=FAILED,
+                             error=f"its output {output.name} is also {claimed[output]}'s; "
+                                   f"rename one of them")
+            continue
+        claimed[output] = item
+        if ledger.is_done(item, settings, in_dir / rel, output):
+            entry = ledger.latest(item)
+            rows[item] = Row(item=item, output=str(output), status=SKIPPED, frames=entry.frames,
+                             seconds=entry.seconds)
+        else:
+            todo.append(rel)
+    log.info("%d video(s) found, %d already done, %d to process", len(videos),
+             len(videos) - len(todo), len(todo))
+    if todo:
+        by_input = {(in_dir / rel).resolve(): rel for rel in todo}
+
+        def requests():
+            for rel in todo:
+                output = mirrored_output(rel, out_dir)
+                output.parent.mkdir(parents=True, exist_ok=True)
+                remove_leftovers(output)
+                # An output the ledger doesn't call done is ours to replace: an earlier run
+                # with other settings, or one killed between the rename and the ledger line.
+                ledger.record(rel.as_posix(), ledger_states.RUNNING, settings, in_dir / rel)
+                yield VideoRequest(in_dir / rel, output, overwrite=True, encoder=config.encoder)
+
+        def on_outcome(outcome: VideoOutcome) -> None:
+            rel = by_input[Path(outcome.input).resolve()]
+            item = rel.as_posix()
+            done = outcome.status == "done"
+            ledger.record(item, ledger_states.DONE if done else ledger_states.FAILED, settings,
+                          in_dir / rel, frames=outcome.frames, seconds=outcome.seconds,
+                          error=outcome.error)
+            rows[item] = Row(item=item, output=str(outcome.output),
+                             status=DONE if done else FAILED, frames=outcome.frames,
+                             seconds=outcome.seconds, error=outcome.error)
+            if not done:
+                log.warning("%s", outcome.error)
+
+        if pool is not None:
+            pool.run(requests(), on_outcome=on_outcome, progress=config.progress,
+                     description="deblur")
+        else:
+            with WorkerPool(config, parallel=parallel, model=model) as own_pool:
+                own_pool.run(requests(), on_outcome=on_outcome, progress=config.progress,
+                             description="deblur")
+    report = Report(command="deblur", rows=rows_in_order(list(rows.values())),
+                    seconds=time.perf_counter() - started)
+    report.write(folder.report or out_dir / REPORT_NAME)
+    return report
