@@ -12,4 +12,12 @@ def process_video(*args, **kwargs):
     return _process_video(*args, **kwargs)
 
 
-__all__ = ["EncoderSettings", "PipelineError", "ProcessConfig", "process_video"]
+def process_video_parallel(*args, **kwargs):
+    """Deblur a video on Ray workers; see :func:`pipeline.parallel.process_video_parallel`."""
+    from pipeline.parallel import process_video_parallel as _parallel
+
+    return _parallel(*args, **kwargs)
+
+
+__all__ = ["EncoderSettings", "PipelineError", "ProcessConfig", "process_video",
+           "process_video_parallel"]

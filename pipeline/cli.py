@@ -25,6 +25,7 @@ examples:
   python -m pipeline process 8k.mp4 --tile 512              # frames too big for the GPU
   python -m pipeline process long.mp4 --workers 4           # 4 Ray workers (e.g. 4 GPUs)
   python -m pipeline process long.mp4 --address HEAD:6379   # every GPU of a Ray cluster
+  python -m pipeline process clip.mp4 --compare before_after.png   # see what it did
 
 With more than one worker, or --address, the video is cut at keyframes into segments that
 Ray workers restore in parallel (each loads the model once and takes one GPU); the segments
@@ -64,6 +65,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         "whole frames; tiling also switches on by itself on GPU out-of-memory)")
     g.add_argument("--tile-overlap", type=_positive_or_zero, default=32,
                    help="pixels shared by neighbouring tiles, blended (default 32)")
+    g.add_argument("--compile", action="store_true",
+                   help="run the model through torch.compile (pays off on GPU for long videos; "
+                        "the first batch takes a minute longer)")
     e = parser.add_argument_group("encoding")
     e.add_argument("--codec", help="video encoder: libx264 (default; libx265 for >8-bit input; "
                                    "VP9 for .webm), libx265, libvpx-vp9, libsvtav1, ffv1, ...")
@@ -101,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "number of GPUs, 1 without; 1 runs in this process "
                                       "without Ray)")
     o = p.add_argument_group("output")
+    o.add_argument("--compare", type=Path, metavar="FILE",
+                   help="also write input and output side by side: a video when FILE has a "
+                        "video extension (e.g. compare.mp4), or a PNG/JPEG grid of three frames")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     o.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
     return parser
@@ -117,6 +124,8 @@ def process_config(args: argparse.Namespace, **overrides) -> ProcessConfig:
         tile_overlap=args.tile_overlap,
         encoder=EncoderSettings(codec=args.codec, crf=args.crf, preset=args.preset,
                                 pix_fmt=args.pix_fmt),
+        compile=args.compile,
+        compare=getattr(args, "compare", None),
         overwrite=getattr(args, "overwrite", False),
         progress=not getattr(args, "quiet", False),
     )
@@ -134,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         config = process_config(args)
         workers = args.workers if args.workers is not None else _local_gpus(args)
         if workers > 1 or args.address is not None:
+            if config.compare is not None:
+                raise PipelineError("--compare works with one worker (leave out --workers/--address)")
             from pipeline.parallel import ParallelConfig, process_video_parallel
 
             # On a cluster without --workers, 0 lets the pool count the cluster's GPUs.
