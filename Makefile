@@ -24,7 +24,9 @@ test: setup
 
 demo: setup
 	mkdir -p demo_out
-	$(PY) -m pipeline process samples/bikes.mp4 -o demo_out/bikes.deblurred.mp4 --overwrite
+	$(PY) -m pipeline process samples/bikes.mp4 -o demo_out/bikes.deblurred.mp4 \
+		--compare demo_out/bikes.compare.png --overwrite
+	@echo "demo: demo_out/bikes.deblurred.mp4 (deblurred) and demo_out/bikes.compare.png (input | output)"
 
 clean:
 	rm -rf $(VENV) demo_out *.egg-info
