@@ -380,6 +380,10 @@ def save_generator(
     os.close(fd)
     try:
         save_file(tensors, tmp_name, metadata=extra)
+        # mkstemp makes the file private (0600); a model file gets the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -230,3 +230,16 @@ def test_load_trunk_from_x4_model_loads_body_and_reports_skipped() -> None:
 
     with pytest.raises(CheckpointError, match="none of the 2 tensors fit"):
         load_trunk(model, {"fc.weight": torch.zeros(2), "fc.bias": torch.zeros(2)})
+
+
+def test_saved_model_is_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    from models import RRDBNet, save_generator
+
+    path = tmp_path / "m.safetensors"
+    save_generator(RRDBNet(num_feat=4, num_block=1, num_grow_ch=4), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
