@@ -195,7 +195,7 @@ def build_pairs(sources: Sequence[Path], out: Path, config: BuildConfig, *,
                 raise
             log.warning("skipping %s", exc)
             skipped.append(str(exc))
-    ensure_build_record(out, _settings(config, response))
+    ensure_build_record(out, build_settings(config, response))
     todo = [(i, p) for i, p in plans if not (out / SOURCES_DIR / f"{i.name}.jsonl").exists()]
     total = sum(len(p.pairs) for _, p in todo)
     dropped = 0
@@ -246,7 +246,7 @@ def build_source(source: Path, out: Path, config: BuildConfig, split: str | None
     if split not in ("train", "val"):
         raise BuildError(f"split must be 'train' or 'val' (got {split!r})")
     plan = plan_source(info, config, _averager(config).span)
-    ensure_build_record(out, _settings(config, response))
+    ensure_build_record(out, build_settings(config, response))
     done = out / SOURCES_DIR / f"{info.name}.jsonl"
     if not done.exists():
         with tqdm(total=len(plan.pairs), unit="pair", disable=not progress,
@@ -271,7 +271,8 @@ def _averager(config: BuildConfig) -> WindowAverager:
                           duty_cycle=config.duty_cycle, interpolator=interpolator)
 
 
-def _settings(config: BuildConfig, response: Response) -> dict[str, Any]:
+def build_settings(config: BuildConfig, response: Response) -> dict[str, Any]:
+    """What build.json records: every setting that changes the pairs' bytes."""
     return {**config.output_fields(), **response.describe()}
 
 

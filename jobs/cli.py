@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from jobs.errors import JobError
-from pipeline.cli import add_model_arguments, add_ray_arguments, process_config
+from pipeline.cli import positive_int, add_model_arguments, add_ray_arguments, process_config
 from pipeline.errors import PipelineError
 
 # Exit codes: some items failed (the report says which), a usage or setup mistake, Ctrl-C.
@@ -50,13 +50,6 @@ PAIRS_DIR gets the builder's layout (build.json, manifest.jsonl, train/, val/) p
 ledger and the report."""
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
-    return value
-
-
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -71,7 +64,7 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
                         "(repeatable), e.g. '*.mp4' or 'day1/*'")
     j.add_argument("--report", type=Path,
                    help="where to write the JSON report (default: OUT_DIR/unsmear-report.json)")
-    j.add_argument("--retries", type=_positive, default=3,
+    j.add_argument("--retries", type=positive_int, default=3,
                    help="attempts per segment/source when a worker dies (default 3)")
     j.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     j.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
@@ -93,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ray_arguments(d, workers_help="Ray workers, each loading the model once and taking one "
                                       "GPU on GPU clusters (default: the number of GPUs Ray "
                                       "sees, 1 without GPUs)")
-    d.add_argument("--segment-frames", type=_positive, default=300,
+    d.add_argument("--segment-frames", type=positive_int, default=300,
                    help="cut videos longer than this into segments of at least this many frames "
                         "so workers share them (default 300)")
     _add_job_options(d)

@@ -18,8 +18,7 @@ from pathlib import Path
 import ray
 from tqdm import tqdm
 
-from dataset_builder.build import _settings as builder_settings  # see ensure_pairs_folder
-from dataset_builder.build import assign_split, build_source
+from dataset_builder.build import assign_split, build_settings, build_source
 from dataset_builder.config import BuildConfig
 from dataset_builder.errors import BuildError
 from dataset_builder.manifest import SOURCES_DIR, ensure_build_record, write_manifest
@@ -53,10 +52,9 @@ def ensure_pairs_folder(pairs: Path, config: BuildConfig) -> None:
     """Create PAIRS/build.json (or check it matches) before the job writes its own files there.
 
     The builder refuses a non-empty folder without build.json, so it must exist before the
-    ledger does. ``_settings`` is the builder's private helper for build.json's content; a
-    public one would be better (see the report to the lead).
+    ledger does.
     """
-    ensure_build_record(pairs, builder_settings(config, load_response(config.response)))
+    ensure_build_record(pairs, build_settings(config, load_response(config.response)))
 
 
 def build_pairs_folder(footage: str | Path, pairs: str | Path, config: BuildConfig = BuildConfig(),

@@ -41,7 +41,7 @@ def _positive_or_zero(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
@@ -83,7 +83,7 @@ def add_ray_arguments(parser: argparse.ArgumentParser, *, workers_help: str,
                       ) -> None:
     """--workers and --address, shared with ``python -m jobs``."""
     r = parser.add_argument_group("parallel (Ray)")
-    r.add_argument("--workers", type=_positive, help=workers_help)
+    r.add_argument("--workers", type=positive_int, help=workers_help)
     r.add_argument("--address",
                    help="join this Ray cluster (HOST:PORT printed by `ray start --head`, or "
                         f"auto) instead of starting a local Ray instance{address_note}")
