@@ -228,7 +228,7 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
 
     encoder = _Stage("encode", encode)
     encoder.start()
-    progress = tqdm(total=info.frame_count, unit="frame", desc=info.path.name,
+    progress = tqdm(total=_expected_frames(info), unit="frame", desc=info.path.name,
                     disable=not config.progress, file=sys.stderr, dynamic_ncols=True)
 
     def decoded_frames() -> Iterator[DecodedFrame]:
@@ -247,6 +247,8 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
             progress.update(len(targets))
         if count == 0:
             raise PipelineError(f"{info.path}: contains no video frames")
+        progress.total = count  # the estimate, if any, gives way to the true count
+        progress.refresh()
         _put(restored, _END, stop)
         encoder.join()
         _check_stage(encoder)
@@ -267,6 +269,16 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
     if writer.frames_written != count:
         raise PipelineError(f"internal error: restored {count} frames but wrote {writer.frames_written}")
     return count, writer.codec
+
+
+def _expected_frames(info) -> int | None:
+    """The progress bar's total: the header's frame count, else duration × nominal rate (an
+    estimate, for the ETA of containers such as Matroska that store no count)."""
+    if info.frame_count:
+        return info.frame_count
+    if info.duration:
+        return max(1, round(info.duration * float(info.frame_rate)))
+    return None
 
 
 def _cpu_threads(requested: int) -> int:
