@@ -41,6 +41,7 @@ WEBM_EXTENSIONS = {".webm"}
 # Raw elementary streams can't hold timestamps or audio; their output goes into Matroska.
 RAW_STREAM_EXTENSIONS = {".h264", ".264", ".h265", ".265", ".hevc", ".m4v", ".vvc", ".266", ".ivf", ".obu"}
 MOV_FAMILY = {"mp4", "mov", "m4v", "3gp", "3g2", "ismv"}
+MATROSKA_FAMILY = {"mkv", "webm", "matroska"}
 # Metadata keys that describe the old file's muxer/encoder rather than its content.
 _STALE_METADATA = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration"}
 
@@ -147,6 +148,11 @@ class VideoWriter:
             # MP4 keeps a non-zero start time with an edit list written in the movie time
             # scale (1/1000 s by default); in the video's own scale no frame moves by rounding.
             options.setdefault("movie_timescale", str(info.time_base.denominator))
+        if (container_format or self.path.suffix.lower().lstrip(".")) in MATROSKA_FAMILY:
+            # AAC/Opus priming puts the first audio packet before 0; by default the muxer
+            # would shift every stream (the video too) to start at 0. Matroska stores the
+            # negative time as it is, so every timestamp stays the input's.
+            options.setdefault("avoid_negative_ts", "disabled")
         try:
             self._out = av.open(str(self.path), "w", format=container_format,
                                 container_options=options)

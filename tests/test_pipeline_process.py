@@ -158,3 +158,12 @@ def test_compare_writes_before_and_after_side_by_side(tmp_path, identity_model, 
     else:
         grid = cv2.imread(str(tmp_path / name))
         assert grid.shape[1] == 128 and grid.shape[0] > 3 * 48  # three rows: input | output
+
+
+def test_mp4_with_aac_priming_to_mkv_keeps_video_timestamps(tmp_path, identity_model):
+    # The AAC encoder's priming packet sits before 0; a muxer that shifts all streams to
+    # start at 0 would move every video frame by 21 ms.
+    clip = make_clip(tmp_path / "clip.mp4", frames=12, audio="aac")
+    out = process_video(clip.path, tmp_path / "out.mkv", config=QUIET, model=identity_model).output
+    assert read_timestamps(out) == pytest.approx(read_timestamps(clip.path), abs=5e-4)
+    assert packet_counts(out)["audio"] == packet_counts(clip.path)["audio"]
