@@ -69,11 +69,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                    help="run the model through torch.compile (pays off on GPU for long videos; "
                         "the first batch takes a minute longer)")
     e = parser.add_argument_group("encoding")
-    e.add_argument("--codec", help="video encoder: libx264 (default; libx265 for >8-bit input; "
-                                   "VP9 for .webm), libx265, libvpx-vp9, libsvtav1, ffv1, ...")
+    e.add_argument("--codec", help="video encoder: libx264 (default; libx265 for >8-bit input, "
+                                   "VP9 for .webm, MPEG-4 for .avi), libx265, libvpx-vp9, "
+                                   "libsvtav1, ffv1, ...")
     e.add_argument("--crf", type=int, help="quality for x264/x265/VP9/SVT-AV1, lower is better "
                                           "(default 18 / 20 / 24 / 28)")
-    e.add_argument("--preset", help="x264/x265 speed preset (default medium), SVT-AV1 0-13 (8)")
+    e.add_argument("--preset", help="speed/size preset, x264's names: ultrafast … medium "
+                                    "(default) … veryslow; mapped onto VP9's cpu-used and "
+                                    "SVT-AV1's 0-13")
     e.add_argument("--pix-fmt", help="output pixel format (default: the input's, when the "
                                      "encoder supports it, so bit depth and chroma are kept)")
 
