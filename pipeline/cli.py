@@ -65,6 +65,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         "whole frames; tiling also switches on by itself on GPU out-of-memory)")
     g.add_argument("--tile-overlap", type=_positive_or_zero, default=32,
                    help="pixels shared by neighbouring tiles, blended (default 32)")
+    g.add_argument("--hwdec", default="none", choices=("none", "auto", "cuda"),
+                   help="decode on the GPU with NVDEC (cuda; streams it can't decode fall back "
+                        "to the CPU), auto = cuda when a GPU is present (default: none)")
     g.add_argument("--compile", action="store_true",
                    help="run the model through torch.compile (pays off on GPU for long videos; "
                         "the first batch takes a minute longer)")
@@ -128,6 +131,7 @@ def process_config(args: argparse.Namespace, **overrides) -> ProcessConfig:
         encoder=EncoderSettings(codec=args.codec, crf=args.crf, preset=args.preset,
                                 pix_fmt=args.pix_fmt),
         compile=args.compile,
+        hwdec=args.hwdec,
         compare=getattr(args, "compare", None),
         overwrite=getattr(args, "overwrite", False),
         progress=not getattr(args, "quiet", False),

@@ -26,6 +26,7 @@ class ProcessConfig:
     overwrite: bool = False         # replace an existing output file
     progress: bool = True           # progress bar on stderr
     decode_threads: int = 0         # decoder threads; 0 = FFmpeg's automatic choice
+    hwdec: str = "none"             # hardware decoding: none, cuda (NVDEC, CPU fallback), auto
     queue_frames: int = 32          # frames buffered between decode, model and encode stages
     cpu_threads: int = -1           # torch threads on CPU; -1 = all cores but one (left to FFmpeg)
     compile: bool = False           # torch.compile the model (worth it on GPU for long videos)

@@ -530,6 +530,7 @@ class _Run:
                 output_name=video.request.output,
                 encoder=video.request.encoder,
                 decode_threads=self.pool.config.decode_threads,
+                hwdec=self.pool.config.hwdec,
             )
             video.attempts[segment.index] = video.attempts.get(segment.index, 0) + 1
             if video.started is None:

@@ -157,7 +157,7 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
     Returns a ProcessResult. Raises PipelineError for bad input or settings, leaving no output.
     """
     input_path = Path(input_path)
-    reader = FrameReader(input_path, threads=config.decode_threads)
+    reader = FrameReader(input_path, threads=config.decode_threads, hwdec=config.hwdec)
     info = reader.info
     output = Path(output) if output is not None else default_output_path(input_path)
     _check_output(input_path, output, config.overwrite)

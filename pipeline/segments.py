@@ -92,6 +92,7 @@ class SegmentTask:
     output_name: Path            # the final output's name; its extension picks codec defaults
     encoder: EncoderSettings     # the same settings for every segment of a video
     decode_threads: int = 0      # decoder threads; 0 = FFmpeg's automatic choice
+    hwdec: str = "none"          # hardware decoding on the worker: none, cuda, auto
 
 
 @dataclass(frozen=True)
@@ -352,7 +353,7 @@ def restore_segment(task: SegmentTask, restorer: Restorer, *,
     """
     started = time.perf_counter()
     path = Path(task.path)
-    reader = FrameReader(task.input, threads=task.decode_threads)
+    reader = FrameReader(task.input, threads=task.decode_threads, hwdec=task.hwdec)
     context = restorer.context
     batch = restorer.batch_size_for(reader.info.height, reader.info.width)
     partial = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")

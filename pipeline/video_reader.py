@@ -63,13 +63,44 @@ class DecodedFrame:
     rgb: np.ndarray              # (H, W, 3) uint8, or uint16 for sources deeper than 8 bits
 
 
-def _open(path: Path) -> av.container.InputContainer:
+HWDEC_CHOICES = ("none", "auto", "cuda")
+
+
+def _hwaccel(hwdec: str):
+    """PyAV's hardware-decoding settings for ``hwdec``, or None for software decoding."""
+    if hwdec not in HWDEC_CHOICES:
+        raise PipelineError(f"unknown --hwdec {hwdec!r} (choose from {', '.join(HWDEC_CHOICES)})")
+    if hwdec == "none":
+        return None
+    from av.codec.hwaccel import HWAccel, hwdevices_available
+
+    if "cuda" not in hwdevices_available():
+        if hwdec == "cuda":
+            log.warning("this FFmpeg build has no CUDA decoding; decoding on the CPU")
+        return None
+    if hwdec == "auto":
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+    # Streams NVDEC can't decode (e.g. 4:4:4 H.264) fall back to the software decoder.
+    return HWAccel(device_type="cuda", allow_software_fallback=True)
+
+
+def _open(path: Path, hwaccel=None) -> av.container.InputContainer:
     if not path.exists():
         raise PipelineError(f"{path}: no such file")
     if path.is_dir():
         raise PipelineError(f"{path}: is a directory, not a video file")
     if not os.access(path, os.R_OK):
         raise PipelineError(f"{path}: permission denied")
+    if hwaccel is not None:
+        try:
+            return av.open(str(path), metadata_errors="ignore", hwaccel=hwaccel)
+        except av.error.FFmpegError as exc:
+            # No usable GPU decoder here (no device, no driver): decode on the CPU instead.
+            log.warning("%s: hardware decoding unavailable (%s); decoding on the CPU",
+                        path, _ffmpeg_reason(exc))
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as exc:
@@ -194,12 +225,15 @@ class FrameReader:
     Args:
         path: the video file.
         threads: decoder threads (0 = FFmpeg's automatic choice).
+        hwdec: "none" (CPU decoding), "cuda" (NVDEC, falling back to the CPU where it
+            can't), or "auto" (NVDEC when a CUDA GPU is present).
 
     After the first frame has been read, ``colour`` and ``display_matrix`` describe the
     stream, so the writer can reproduce them.
     """
 
-    def __init__(self, path: str | os.PathLike, *, threads: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike, *, threads: int = 0, hwdec: str = "none") -> None:
+        self._hwaccel = _hwaccel(hwdec)
         self.info = probe(path)
         self._threads = threads
         self.colour = ColourProperties()
@@ -216,7 +250,7 @@ class FrameReader:
                 and the completeness check is skipped (the caller decides where to stop).
         """
         info = self.info
-        container = _open(info.path)
+        container = _open(info.path, self._hwaccel)
         try:
             stream = _video_stream(container, info.path)
             stream.thread_type = "AUTO"

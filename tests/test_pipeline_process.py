@@ -167,3 +167,16 @@ def test_mp4_with_aac_priming_to_mkv_keeps_video_timestamps(tmp_path, identity_m
     out = process_video(clip.path, tmp_path / "out.mkv", config=QUIET, model=identity_model).output
     assert read_timestamps(out) == pytest.approx(read_timestamps(clip.path), abs=5e-4)
     assert packet_counts(out)["audio"] == packet_counts(clip.path)["audio"]
+
+
+def test_hardware_decoding_falls_back_cleanly_without_a_gpu(tmp_path, identity_model):
+    import dataclasses
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=8)
+    software = _frames(clip.path)
+    requested = [f.rgb for f in FrameReader(clip.path, hwdec="cuda").frames()]
+    assert len(requested) == 8
+    assert all(np.array_equal(a, b) for a, b in zip(software, requested))
+    config = dataclasses.replace(QUIET, hwdec="auto")
+    out = process_video(clip.path, config=config, model=identity_model).output
+    assert read_timestamps(out) == read_timestamps(clip.path)
