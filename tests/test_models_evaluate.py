@@ -17,14 +17,6 @@ from models.evaluate import ALL_BLURRED, PLOT_SIZE, EvaluateConfig, evaluate, fo
 from models.metrics import MAX_PSNR_DB, psnr, ssim
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors gain nothing from intra-op threads; on a shared 2-core machine the
-    # spinning OpenMP threads slow these tests down many times over.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _scene(h: int = 40, w: int = 44, seed: int = 0) -> np.ndarray:

@@ -24,14 +24,6 @@ from models.vgg import VGG19_LAYERS, VGG19Features, load_vgg19_features
 TORCHVISION_VGG19_CONVS = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors gain nothing from intra-op threads; on a shared 2-core machine the
-    # spinning OpenMP threads slow these tests down many times over.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _smooth_images(n: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:

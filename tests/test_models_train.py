@@ -62,14 +62,6 @@ def write_pairs(root: Path, *, n_train: int = 6, n_val: int = 2, size: int = 48,
     return root
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine
-    # OpenMP threads spinning against other processes made these tests ~20x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
