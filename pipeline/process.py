@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from models.checkpoint import CheckpointError, load_generator
@@ -238,7 +237,7 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
     count = 0
     try:
         for window, targets in windows(decoded_frames(), batch, restorer.context):
-            out = restorer.restore(np.stack([f.rgb for f in window]))
+            out = restorer.restore([f.rgb for f in window])
             _check_stage(encoder)
             originals = [f.rgb for f in targets] if config.compare is not None else None
             if not _put(restored, (out, [f.pts for f in targets], originals), stop):

@@ -10,6 +10,7 @@ retried: a frame is never skipped.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,21 +135,23 @@ class Restorer:
             self._plan = self._initial_plan(height, width)
         return self._plan.batch_size
 
-    def restore(self, frames: np.ndarray) -> np.ndarray:
+    def restore(self, frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Restore consecutive frames.
 
         Args:
-            frames: (N + 2*context, H, W, 3) uint8 or uint16 RGB, consecutive in time; the
+            frames: N + 2*context (H, W, 3) uint8 or uint16 RGB frames, consecutive in time,
+                as a list (stacked straight into the pinned upload buffer) or one array; the
                 first and last ``context`` frames are neighbours only (replicate the edge
                 frame at the start and end of a clip).
         Returns (N, H, W, 3) restored frames, same dtype.
         """
-        count = frames.shape[0] - 2 * self.context
+        count = len(frames) - 2 * self.context
         if count <= 0:
-            raise ValueError(f"need more than {2 * self.context} frames, got {frames.shape[0]}")
+            raise ValueError(f"need more than {2 * self.context} frames, got {len(frames)}")
+        height, width = frames[0].shape[:2]
         if self._plan is None:
-            self._plan = self._initial_plan(frames.shape[1], frames.shape[2])
-        max_value = float(np.iinfo(frames.dtype).max)
+            self._plan = self._initial_plan(height, width)
+        max_value = float(np.iinfo(frames[0].dtype).max)
         results = []
         start = 0
         while start < count:
@@ -160,7 +163,7 @@ class Restorer:
                 else:
                     results.append(self._run(window, size, max_value))
             except torch.cuda.OutOfMemoryError:
-                self._shrink_plan(frames.shape[1], frames.shape[2])
+                self._shrink_plan(height, width)
                 continue
             start += size
         return np.concatenate(results) if len(results) > 1 else results[0]
@@ -181,25 +184,30 @@ class Restorer:
         plan.tile = smaller[0]
         log.warning("out of GPU memory: tiling frames with %dpx tiles", plan.tile)
 
-    def _run_padded(self, window: np.ndarray, size: int, max_value: float) -> np.ndarray:
+    def _run_padded(self, window: Sequence[np.ndarray], size: int, max_value: float
+                    ) -> np.ndarray:
         """Run a short last batch padded with its final frame, so compiled shapes stay fixed."""
         missing = self._plan.batch_size - size
-        padded = np.concatenate([window, np.repeat(window[-1:], missing, axis=0)])
+        padded = list(window) + [window[-1]] * missing
         return self._run(padded, self._plan.batch_size, max_value)[:size]
 
-    def _to_device(self, window: np.ndarray) -> Tensor:
-        host = torch.from_numpy(window)
+    def _to_device(self, window: Sequence[np.ndarray]) -> Tensor:
         if self.device.type != "cuda":
-            return host
-        if host.dtype == torch.uint16:
-            host = host.view(torch.int16)  # same bytes; CUDA copies int16 fine
-        if self._pinned is None or self._pinned.shape != host.shape or self._pinned.dtype != host.dtype:
-            self._pinned = torch.empty(host.shape, dtype=host.dtype, pin_memory=True)
-        self._pinned.copy_(host)
+            return torch.from_numpy(np.asarray(window) if isinstance(window, np.ndarray)
+                                    else np.stack(window))
+        shape = (len(window), *window[0].shape)
+        # uint16 travels as int16 (same bytes; CUDA copies int16) and is unwrapped on the GPU.
+        dtype = torch.int16 if window[0].dtype == np.uint16 else torch.uint8
+        if self._pinned is None or self._pinned.shape != shape or self._pinned.dtype != dtype:
+            self._pinned = torch.empty(shape, dtype=dtype, pin_memory=True)
+        # Stack the frames straight into the pinned buffer: one host copy per batch. The
+        # buffer is reused safely because each batch's result is downloaded (a sync) before
+        # the next batch is stacked.
+        np.stack(window, out=self._pinned.numpy().view(window[0].dtype))
         return self._pinned.to(self.device, non_blocking=True)
 
     @torch.inference_mode()
-    def _run(self, window: np.ndarray, size: int, max_value: float) -> np.ndarray:
+    def _run(self, window: Sequence[np.ndarray], size: int, max_value: float) -> np.ndarray:
         raw = self._to_device(window)                        # (M, H, W, 3) integer
         if raw.dtype == torch.int16:
             frames = raw.to(torch.int32).bitwise_and(0xFFFF).float()

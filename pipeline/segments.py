@@ -402,7 +402,7 @@ def _restore_batches(restorer: Restorer,
                      batches: Iterable[tuple[list[DecodedFrame], list[DecodedFrame]]]
                      ) -> Iterator[tuple[np.ndarray, list[int]]]:
     for window, targets in batches:
-        yield restorer.restore(np.stack([f.rgb for f in window])), [f.pts for f in targets]
+        yield restorer.restore([f.rgb for f in window]), [f.pts for f in targets]
 
 
 def file_start_time(path: Path) -> int:

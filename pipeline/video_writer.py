@@ -161,8 +161,13 @@ class VideoWriter:
         self._source = None
         try:
             self._video = self._add_video_stream(settings, display_matrix)
-            self._copies = self._add_copied_streams() if copy_streams else {}
+            # One reader of the input serves the metadata and, kept open, the stream copy.
+            self._source = av.open(str(info.path), metadata_errors="ignore")
             self._copy_metadata()
+            self._copies = self._add_copied_streams() if copy_streams else {}
+            if not self._copies:
+                self._source.close()
+                self._source = None
         except BaseException:
             self.abort()
             raise
@@ -229,9 +234,6 @@ class VideoWriter:
         return options
 
     def _add_copied_streams(self) -> dict[int, object]:
-        if not self.info.copied_streams:
-            return {}
-        self._source = av.open(str(self.info.path), metadata_errors="ignore")
         copies = {}
         for stream in self._source.streams:
             if stream.type not in ("audio", "subtitle"):
@@ -240,23 +242,21 @@ class VideoWriter:
                 copies[stream.index] = self._out.add_stream_from_template(stream)
             except (av.error.FFmpegError, ValueError) as exc:
                 raise PipelineError(
-                    f"{self.path.name}: the {stream.type} stream #{stream.index} "
+                    f"{self.output_name.name}: the {stream.type} stream #{stream.index} "
                     f"({stream.codec_context.name}) cannot be copied into this container "
                     f"({exc}); choose an output extension such as .mkv") from exc
             copies[stream.index].metadata.update(stream.metadata)
-        self._packets = self._source.demux(*[self._source.streams[i] for i in copies])
+        if copies:
+            self._packets = self._source.demux(*[self._source.streams[i] for i in copies])
         return copies
 
     def _copy_metadata(self) -> None:
-        source = av.open(str(self.info.path), metadata_errors="ignore")
-        try:
-            kept = {k: v for k, v in source.metadata.items() if k.lower() not in _STALE_METADATA}
-            self._out.metadata.update(kept)
-            video_meta = source.streams.video[0].metadata
-            self._video.metadata.update(
-                {k: v for k, v in video_meta.items() if k.lower() in ("language", "title", "creation_time")})
-        finally:
-            source.close()
+        source = self._source
+        kept = {k: v for k, v in source.metadata.items() if k.lower() not in _STALE_METADATA}
+        self._out.metadata.update(kept)
+        video_meta = source.streams.video[0].metadata
+        self._video.metadata.update(
+            {k: v for k, v in video_meta.items() if k.lower() in ("language", "title", "creation_time")})
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
         """Encode one restored frame. rgb: (H, W, 3) uint8 or uint16, full-range RGB."""
