@@ -271,12 +271,32 @@ def _run_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gather_overrides(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser) -> None:
+    """Accept KEY=VALUE overrides anywhere on the line, also after --init/--resume.
+
+    argparse stops filling a ``nargs="*"`` positional at the first option, and an optional
+    ``--resume [CKPT]`` takes a following override as its CKPT.
+    """
+    if isinstance(args.resume, str) and "=" in args.resume and not Path(args.resume).exists():
+        extra = [args.resume, *extra]
+        args.resume = True
+    unknown = [item for item in extra if item.startswith("-") or "=" not in item]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = [*args.overrides, *extra]
+
+
 COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "export": _run_export, "interpolate": _run_interpolate}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``python -m models``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train":
+        _gather_overrides(args, extra, parser)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

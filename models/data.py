@@ -35,6 +35,7 @@ SPLITS = ("train", "val")
 # Tags mixed into the RNG seed so epoch shuffles and per-sample augmentation never share a stream.
 _SHUFFLE_TAG = 1
 _AUGMENT_TAG = 2
+_SHARP_TAG = 3
 _BYTES_PER_MB = 1024 * 1024
 
 
@@ -199,6 +200,9 @@ class PairsDataset(Dataset):
         cache_mb: decode every pair once up front and keep it in memory when the decoded
             pairs are estimated to fit in this many MB (0 disables caching).
         max_pairs: use only the first this many pairs (validation speed); None for all.
+        sharp_fraction: with ``augment``, the share of samples whose every input frame is
+            the sharp target itself (sharp in, sharp out), drawn per sample from the seed:
+            teaches the generator to leave sharp frames alone.
     """
 
     def __init__(
@@ -212,7 +216,11 @@ class PairsDataset(Dataset):
         seed: int = 0,
         cache_mb: float = 0,
         max_pairs: int | None = None,
+        sharp_fraction: float = 0.0,
     ) -> None:
+        if not 0.0 <= sharp_fraction < 1.0:
+            raise ValueError(f"sharp_fraction must be in [0, 1), got {sharp_fraction}")
+        self.sharp_fraction = sharp_fraction
         self.records = read_manifest(pairs_dir, split=split)[:max_pairs]
         self.in_frames = in_frames
         self.crop_size = crop_size
@@ -278,6 +286,9 @@ class PairsDataset(Dataset):
         images = self._crop(images, rng, self.records[position])
         if rng is not None:
             images = _flip_rotate(images, rng)
+            # A separate stream, so the crops and flips do not depend on sharp_fraction.
+            if self.sharp_fraction and np.random.default_rng([self.seed, _SHARP_TAG, index]).random() < self.sharp_fraction:
+                images = [images[-1]] * len(images)
         return {"blurry": stack_frames(images[:-1]), "sharp": to_tensor(images[-1])}
 
     def _crop(self, images: list[np.ndarray], rng: np.random.Generator | None, record: PairRecord) -> list[np.ndarray]:

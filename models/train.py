@@ -102,6 +102,7 @@ class TrainConfig:
     steps: int = 1000  # total optimiser steps of the run (a resumed run continues to this)
     batch_size: int = 16  # samples per step (BasicSR: 16)
     crop_size: int = 128  # training crop side in px; large blur needs large crops (BasicSR: 128)
+    sharp_input_fraction: float = 0.0  # share of samples fed their sharp target as input: never damage sharp frames
     lr_g: float | None = None  # generator learning rate; None: 2e-4 (psnr) or 1e-4 (gan)
     lr_d: float = 1e-4  # discriminator learning rate (BasicSR: 1e-4)
     adam_betas: tuple[float, float] = (0.9, 0.99)  # Adam betas for both networks (BasicSR)
@@ -135,6 +136,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.sharp_input_fraction < 1.0:
+            raise ConfigError(f"sharp_input_fraction must be in [0, 1), got {self.sharp_input_fraction}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.vgg_layer not in VGG19_LAYERS:
@@ -460,7 +463,8 @@ class Trainer:
     def _build_data(self) -> None:
         cfg, frames = self.config, self.config.generator.in_frames
         self.train_set = PairsDataset(cfg.data, split="train", in_frames=frames, crop_size=cfg.crop_size,
-                                      augment=True, seed=cfg.seed, cache_mb=cfg.cache_mb)
+                                      augment=True, seed=cfg.seed, cache_mb=cfg.cache_mb,
+                                      sharp_fraction=cfg.sharp_input_fraction)
         self.val_set = None
         if any(r.split == "val" for r in read_manifest(cfg.data)):
             self.val_set = PairsDataset(cfg.data, split="val", in_frames=frames, crop_size=cfg.val_crop,

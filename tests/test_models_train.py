@@ -145,6 +145,23 @@ def test_augmentation_is_identical_for_every_frame_and_deterministic(tmp_path):
         PairsDataset(root, split="val")
 
 
+def test_sharp_input_fraction_feeds_some_samples_their_target_and_keeps_the_crops(pairs):
+    plain = PairsDataset(pairs, split="train", in_frames=3, crop_size=24, augment=True, seed=5)
+    mixed = PairsDataset(pairs, split="train", in_frames=3, crop_size=24, augment=True, seed=5,
+                         sharp_fraction=0.3)
+    identity = 0
+    for n in range(60):
+        a, b = plain[n], mixed[n]
+        assert torch.equal(a["sharp"], b["sharp"])  # same pair, crop, flip and rotation
+        if torch.equal(b["blurry"], a["blurry"]):
+            continue
+        identity += 1  # every input frame replaced by the sharp target
+        assert all(torch.equal(b["blurry"][3 * f : 3 * f + 3], b["sharp"]) for f in range(3))
+    assert 8 <= identity <= 30  # ~30 % of 60
+    with pytest.raises(ConfigError, match="sharp_input_fraction"):
+        load_config(None, ["data=x", "out=y", "sharp_input_fraction=1.5"])
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -255,8 +272,11 @@ def test_cli_train_refuses_to_overwrite_a_run_and_resumes_it(pairs, tmp_path, ca
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "already holds a run" in err and "\n" not in err
-    assert main([*argv[:-2], "steps=6", "--resume", "--no-progress"]) == 0
+    # Overrides may follow the options too, also right after --resume's optional CKPT.
+    assert main([*argv[:-2], "--resume", "steps=6", "--no-progress", "log_every=3"]) == 0
     assert "trained 6 steps" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*argv[:-2], "--resume", "--bogus"])
 
 
 @pytest.mark.parametrize(
