@@ -69,6 +69,7 @@ if str(ROOT) not in sys.path:
 from models import GeneratorConfig, RRDBNet, load_generator, save_generator  # noqa: E402
 from pipeline import EncoderSettings, ProcessConfig, process_video  # noqa: E402
 from pipeline.config import DEFAULT_MODEL_PATH  # noqa: E402
+from pipeline.ordered import conversion_threads, ordered_map  # noqa: E402
 from pipeline.restorer import resolve_precision  # noqa: E402
 from pipeline.video_reader import FrameReader, probe  # noqa: E402
 from pipeline.video_writer import VideoWriter  # noqa: E402
@@ -639,8 +640,10 @@ def naive_row(entry: Entry, clip: Path, clip_frames: int, size: str, device: tor
 
 def io_rows(clip: Path, clip_frames: int, size: str, workdir: Path) -> list[dict]:
     """Decode-only (the pipeline's reader, RGB out) and encode-only (its writer, same settings
-    as end to end, audio copied) frames/s: ceilings on the end-to-end figure."""
-    reader = FrameReader(clip)
+    as end to end, audio copied) frames/s: ceilings on the end-to-end figure. Both convert
+    colours on as many threads as the pipeline does on this machine."""
+    threads = conversion_threads()
+    reader = FrameReader(clip, convert_threads=threads)
     frames = []
     decoded = 0
     started = time.perf_counter()
@@ -653,13 +656,14 @@ def io_rows(clip: Path, clip_frames: int, size: str, workdir: Path) -> list[dict
     started = time.perf_counter()
     writer = VideoWriter(output, reader.info, colour=reader.colour,
                          display_matrix=reader.display_matrix, settings=ENCODER)
-    for frame in frames:
-        writer.write(frame.rgb, frame.pts)
+    for video_frame, pts in ordered_map(lambda f: (writer.convert(f.rgb), f.pts), frames, threads):
+        writer.write_frame(video_frame, pts)
     written = writer.close()
     encode_s = time.perf_counter() - started
     output.unlink()
     common = {"model": None, "size": size, "precision": None, "batch": None,
-              "clip_frames": clip_frames, "status": "ok", "reason": None}
+              "clip_frames": clip_frames, "status": "ok", "reason": None,
+              "convert_threads": threads}
     return [
         {"kind": "decode-only", **common, "frames": decoded, "seconds": decode_s,
          "fps": decoded / decode_s},

@@ -7,7 +7,10 @@ output must carry the input's primaries / transfer / matrix / range tags so play
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+
+from av.video.reformatter import VideoReformatter
 
 # FFmpeg's AVColorSpace values (libavutil/pixfmt.h).
 _SPC_BT709 = 1
@@ -40,6 +43,24 @@ _SPC_TO_SWS = {
 RANGE_UNSPECIFIED = 0
 RANGE_LIMITED = 1
 RANGE_FULL = 2
+
+# swscale threads per conversion. PyAV's default (0: one per core) plus a fresh context per
+# frame, which ``VideoFrame.reformat`` creates, cost 14.5 ms per 1080p frame YUV -> RGB and
+# 31.9 ms RGB -> YUV on the 2-core CI machine; one reused single-threaded context per thread
+# costs 0.6 ms and 3.3 ms (docs/benchmarks.md). Parallelism comes from converting several
+# frames at once (pipeline.ordered) instead.
+SWS_THREADS = 1
+
+_local = threading.local()
+
+
+def thread_reformatter() -> VideoReformatter:
+    """This thread's swscale context holder, reused frame after frame (not thread-safe)."""
+    reformatter = getattr(_local, "reformatter", None)
+    if reformatter is None:
+        reformatter = _local.reformatter = VideoReformatter()
+    return reformatter
+
 
 # Players assume BT.709 for untagged HD and BT.601 for untagged SD video; so do we.
 _HD_MIN_HEIGHT = 720

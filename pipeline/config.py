@@ -26,6 +26,7 @@ class ProcessConfig:
     overwrite: bool = False         # replace an existing output file
     progress: bool = True           # progress bar on stderr
     decode_threads: int = 0         # decoder threads; 0 = FFmpeg's automatic choice
+    convert_threads: int = 0        # YUV<->RGB conversion threads on each side; 0 = by core count
     hwdec: str = "none"             # hardware decoding: none, cuda (NVDEC, CPU fallback), auto
     queue_frames: int = 32          # frames buffered between decode, model and encode stages
     cpu_threads: int = -1           # torch threads on CPU; -1 = all cores but one (left to FFmpeg)

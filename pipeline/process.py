@@ -8,6 +8,7 @@ renamed only when complete: an interrupted or failed run leaves nothing at the o
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from models.checkpoint import CheckpointError, load_generator
@@ -25,6 +27,7 @@ from models.generator import RRDBNet
 from pipeline.compare import Comparison
 from pipeline.config import DEFAULT_MODEL_PATH, ProcessConfig
 from pipeline.errors import PipelineError
+from pipeline.ordered import conversion_threads, ordered_map
 from pipeline.restorer import Restorer, resolve_device
 from pipeline.video_reader import DecodedFrame, FrameReader
 from pipeline.video_writer import VideoWriter, default_output_suffix
@@ -156,7 +159,8 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
     Returns a ProcessResult. Raises PipelineError for bad input or settings, leaving no output.
     """
     input_path = Path(input_path)
-    reader = FrameReader(input_path, threads=config.decode_threads, hwdec=config.hwdec)
+    reader = FrameReader(input_path, threads=config.decode_threads, hwdec=config.hwdec,
+                         convert_threads=config.convert_threads or conversion_threads())
     info = reader.info
     output = Path(output) if output is not None else default_output_path(input_path)
     _check_output(input_path, output, config.overwrite)
@@ -191,6 +195,7 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
                          batch, config.queue_frames)
     decoded: queue.Queue = queue.Queue(maxsize=depth)
     restored: queue.Queue = queue.Queue(maxsize=max(2, depth // batch))
+    convert_threads = config.convert_threads or conversion_threads()
 
     def decode() -> None:
         for frame in reader.frames():
@@ -202,24 +207,35 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
     decoder.start()
     writer_box: dict[str, VideoWriter] = {}
 
-    def encode() -> None:
-        while True:
-            item = restored.get()
-            if item is _END:
-                break
+    def restored_frames() -> Iterator[tuple[np.ndarray, int, np.ndarray | None]]:
+        while (item := restored.get()) is not _END:
             rgb_batch, pts_list, originals = item
-            if "w" not in writer_box:
-                writer_box["w"] = VideoWriter(
-                    partial, info, colour=reader.colour, display_matrix=reader.display_matrix,
-                    settings=config.encoder, output_name=output)
-                if config.compare is not None:
-                    writer_box["compare"] = Comparison(
-                        config.compare, info, colour=reader.colour,
-                        display_matrix=reader.display_matrix, settings=config.encoder)
             for i, (rgb, pts) in enumerate(zip(rgb_batch, pts_list)):
-                writer_box["w"].write(rgb, pts)
-                if originals is not None:
-                    writer_box["compare"].add(originals[i], rgb, pts)
+                yield rgb, pts, None if originals is None else originals[i]
+
+    def encode() -> None:
+        frames = restored_frames()
+        first = next(frames, None)
+        if first is None:
+            return
+        # The writer copies the input's colour tags, known once the first frame is decoded.
+        writer = writer_box["w"] = VideoWriter(
+            partial, info, colour=reader.colour, display_matrix=reader.display_matrix,
+            settings=config.encoder, output_name=output)
+        if config.compare is not None:
+            writer_box["compare"] = Comparison(
+                config.compare, info, colour=reader.colour,
+                display_matrix=reader.display_matrix, settings=config.encoder)
+
+        def convert(item):
+            rgb, pts, original = item
+            return writer.convert(rgb), rgb, pts, original
+
+        for frame, rgb, pts, original in ordered_map(convert, itertools.chain([first], frames),
+                                                     convert_threads, name="encode-convert"):
+            writer.write_frame(frame, pts)
+            if original is not None:
+                writer_box["compare"].add(original, rgb, pts)
         if "w" in writer_box:
             writer_box["w"].close()
         if "compare" in writer_box:

@@ -19,8 +19,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.colour import RANGE_FULL, ColourProperties
+from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_reformatter
 from pipeline.errors import PipelineError
+from pipeline.ordered import ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -227,15 +228,19 @@ class FrameReader:
         threads: decoder threads (0 = FFmpeg's automatic choice).
         hwdec: "none" (CPU decoding), "cuda" (NVDEC, falling back to the CPU where it
             can't), or "auto" (NVDEC when a CUDA GPU is present).
+        convert_threads: threads converting decoded frames to RGB while decoding goes on
+            (1 = on the thread iterating ``frames()``).
 
     After the first frame has been read, ``colour`` and ``display_matrix`` describe the
     stream, so the writer can reproduce them.
     """
 
-    def __init__(self, path: str | os.PathLike, *, threads: int = 0, hwdec: str = "none") -> None:
+    def __init__(self, path: str | os.PathLike, *, threads: int = 0, hwdec: str = "none",
+                 convert_threads: int = 1) -> None:
         self._hwaccel = _hwaccel(hwdec)
         self.info = probe(path)
         self._threads = threads
+        self._convert_threads = convert_threads
         self.colour = ColourProperties()
         self.display_matrix: tuple[int, ...] | None = None
         self.repaired_timestamps = 0
@@ -265,16 +270,27 @@ class FrameReader:
             last_pts: int | None = None
             best_effort = _BestEffortTimestamps()
             index = 0
-            for frame in self._decode(container, stream):
-                if index == 0:
-                    self._read_stream_properties(frame)
-                pts = None if info.raw_stream else best_effort(frame.pts, frame.dts)
-                if pts is None or (last_pts is not None and pts <= last_pts):
-                    pts = 0 if last_pts is None else last_pts + frame_ticks
-                    self.repaired_timestamps += 1
-                last_pts = pts
-                yield DecodedFrame(index=index, pts=pts, rgb=self._to_rgb(frame, rgb_format))
-                index += 1
+
+            def timed() -> Iterator[tuple[int, int, av.VideoFrame]]:
+                nonlocal index, last_pts
+                for frame in self._decode(container, stream):
+                    if index == 0:
+                        self._read_stream_properties(frame)  # before any conversion starts
+                    if frame.width != info.width or frame.height != info.height:
+                        self.resized_frames += 1
+                    pts = None if info.raw_stream else best_effort(frame.pts, frame.dts)
+                    if pts is None or (last_pts is not None and pts <= last_pts):
+                        pts = 0 if last_pts is None else last_pts + frame_ticks
+                        self.repaired_timestamps += 1
+                    last_pts = pts
+                    yield index, pts, frame
+                    index += 1
+
+            def convert(item: tuple[int, int, av.VideoFrame]) -> DecodedFrame:
+                n, pts, frame = item
+                return DecodedFrame(index=n, pts=pts, rgb=self._to_rgb(frame, rgb_format))
+
+            yield from ordered_map(convert, timed(), self._convert_threads, name="decode-convert")
         finally:
             container.close()
         if index and last_pts is not None and seek_pts is None:
@@ -324,14 +340,16 @@ class FrameReader:
         if frame.width != info.width or frame.height != info.height:
             # An encoder cannot change size mid-stream; keep every frame at the first size.
             size = {"width": info.width, "height": info.height}
-            self.resized_frames += 1
-        return frame.to_ndarray(
+        rgb = thread_reformatter().reformat(
+            frame,
             format=rgb_format,
             src_colorspace=self.colour.sws_matrix(info.height),
             src_color_range=self.colour.sws_range,
             dst_color_range=RANGE_FULL,
+            threads=SWS_THREADS,
             **size,
         )
+        return rgb.to_ndarray()
 
 
 def read_timestamps(path: str | os.PathLike) -> list[float]:

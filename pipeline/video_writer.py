@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.colour import RANGE_FULL, ColourProperties
+from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_reformatter
 from pipeline.errors import PipelineError
 from pipeline.video_reader import VideoInfo
 
@@ -260,15 +260,31 @@ class VideoWriter:
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
         """Encode one restored frame. rgb: (H, W, 3) uint8 or uint16, full-range RGB."""
-        frame = av.VideoFrame.from_ndarray(rgb, format=self._rgb_format)
-        frame = frame.reformat(
+        self.write_frame(self.convert(rgb), pts)
+
+    def convert(self, rgb: np.ndarray) -> av.VideoFrame:
+        """The encoder's frame for one RGB frame: the stream's pixel format, matrix and range.
+
+        Safe to call from several threads at once (each thread has its own swscale context,
+        and swscale runs without the GIL); pass the results to ``write_frame`` in
+        presentation order.
+        """
+        # from_numpy_buffer wraps the array; from_ndarray would copy it first.
+        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(rgb), format=self._rgb_format)
+        frame = thread_reformatter().reformat(
+            frame,
             format=self.pix_fmt,
             src_colorspace=self.colour.sws_matrix(self.info.height),
             dst_colorspace=self.colour.sws_matrix(self.info.height),
             src_color_range=RANGE_FULL,
             dst_color_range=self.colour.sws_range,
+            threads=SWS_THREADS,
         )
         self.colour.tag(frame)
+        return frame
+
+    def write_frame(self, frame: av.VideoFrame, pts: int) -> None:
+        """Encode a frame made by ``convert`` at ``pts`` (in the input's time base)."""
         frame.pts = pts
         frame.time_base = self.info.time_base
         self._mux(self._encode(frame))
