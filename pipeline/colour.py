@@ -44,11 +44,12 @@ RANGE_UNSPECIFIED = 0
 RANGE_LIMITED = 1
 RANGE_FULL = 2
 
-# swscale threads per conversion. PyAV's default (0: one per core) plus a fresh context per
-# frame, which ``VideoFrame.reformat`` creates, cost 14.5 ms per 1080p frame YUV -> RGB and
-# 31.9 ms RGB -> YUV on the 2-core CI machine; one reused single-threaded context per thread
-# costs 0.6 ms and 3.3 ms (docs/benchmarks.md). Parallelism comes from converting several
-# frames at once (pipeline.ordered) instead.
+# swscale threads per conversion. ``VideoFrame.reformat`` builds a fresh context for every
+# frame, with PyAV's default of one thread per core: RGB -> YUV of a 1080p frame took 10.2 ms
+# on the quiet 2-core dev machine against 3.2 ms with one reused single-threaded context, and
+# with the cores busy (as the encoder and model keep them) 14.5 / 31.9 ms each way against
+# 5.4 / 15.6 ms (docs/benchmarks.md). Parallelism comes from converting several frames at
+# once (pipeline.ordered) instead.
 SWS_THREADS = 1
 
 _local = threading.local()

@@ -159,8 +159,9 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
     Returns a ProcessResult. Raises PipelineError for bad input or settings, leaving no output.
     """
     input_path = Path(input_path)
+    convert_threads = config.convert_threads or conversion_threads()
     reader = FrameReader(input_path, threads=config.decode_threads, hwdec=config.hwdec,
-                         convert_threads=config.convert_threads or conversion_threads())
+                         convert_threads=convert_threads)
     info = reader.info
     output = Path(output) if output is not None else default_output_path(input_path)
     _check_output(input_path, output, config.overwrite)
@@ -174,7 +175,7 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
     partial = output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
     started = time.perf_counter()
     try:
-        written, codec = _run(reader, restorer, partial, output, config)
+        written, codec = _run(reader, restorer, partial, output, config, convert_threads)
         os.replace(partial, output)
     finally:
         if partial.exists():
@@ -187,7 +188,7 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
 
 
 def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
-         config: ProcessConfig) -> tuple[int, str]:
+         config: ProcessConfig, convert_threads: int) -> tuple[int, str]:
     info = reader.info
     stop = threading.Event()
     batch = restorer.batch_size_for(info.height, info.width)
@@ -195,7 +196,6 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
                          batch, config.queue_frames)
     decoded: queue.Queue = queue.Queue(maxsize=depth)
     restored: queue.Queue = queue.Queue(maxsize=max(2, depth // batch))
-    convert_threads = config.convert_threads or conversion_threads()
 
     def decode() -> None:
         for frame in reader.frames():
@@ -236,8 +236,7 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
             writer.write_frame(frame, pts)
             if original is not None:
                 writer_box["compare"].add(original, rgb, pts)
-        if "w" in writer_box:
-            writer_box["w"].close()
+        writer.close()
         if "compare" in writer_box:
             writer_box["compare"].close()
 
