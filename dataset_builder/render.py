@@ -122,11 +122,7 @@ def render_clip(photo: Path, clip: Path, config: RenderConfig, *,
     """
     rng = np.random.default_rng([config.seed, zlib.crc32(photo.name.encode("utf-8"))])
     srgb = load_response("srgb")
-    image = read_image(photo)
-    image = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
-    linear = srgb.to_linear(image)
-    scene = _fit_photo(linear, config, photo)
-    cameras, camera_info = _camera_path(scene.shape[:2], config, rng)
+    scene, cameras, camera_info = _scene_and_camera(photo, config, rng)
     objects = [_make_object(scene, config, rng) for _ in range(config.objects)]
     paths = [_object_path(config, rng, sprite.shape[0]) for sprite in objects]
     tmp = clip.with_name(f".{clip.stem}.tmp{clip.suffix}")
@@ -142,6 +138,27 @@ def render_clip(photo: Path, clip: Path, config: RenderConfig, *,
                "objects": [asdict(p) for p in paths], "frames": config.num_frames}
     clip.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
     return clip
+
+
+def clip_motion(photo: Path, config: RenderConfig) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The scene and camera path :func:`render_clip` renders for ``photo``.
+
+    Returns:
+        (scene: (H, W, 3) float32 linear light, cameras: per frame the 2x3 matrix
+        mapping output pixels to scene pixels), the same numbers the clip is made of.
+    """
+    rng = np.random.default_rng([config.seed, zlib.crc32(photo.name.encode("utf-8"))])
+    scene, cameras, _ = _scene_and_camera(photo, config, rng)
+    return scene, cameras
+
+
+def _scene_and_camera(photo: Path, config: RenderConfig,
+                      rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], dict]:
+    image = read_image(photo)
+    image = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    scene = _fit_photo(load_response("srgb").to_linear(image), config, photo)
+    cameras, camera_info = _camera_path(scene.shape[:2], config, rng)
+    return scene, cameras, camera_info
 
 
 def _clip_name(photo: Path) -> str:

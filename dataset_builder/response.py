@@ -113,10 +113,7 @@ class Response:
         if self.kind == "gamma":
             return np.power(x, np.float32(1.0 / self.gamma))
         if self.kind == "srgb":
-            # np.power of 0 is fine; the knee keeps the slope finite near black.
-            return np.where(x <= SRGB_ENCODE_KNEE, x * np.float32(SRGB_LINEAR_SLOPE),
-                            np.float32(1 + SRGB_OFFSET) * np.power(x, np.float32(1 / SRGB_EXPONENT))
-                            - np.float32(SRGB_OFFSET)).astype(np.float32)
+            return encode_srgb(x).astype(np.float32)
         return self._apply_curve(x, inverse=True)
 
     def _decode_lut(self, top: int, channels: int) -> np.ndarray:
@@ -150,6 +147,18 @@ class Response:
     def describe(self) -> dict[str, object]:
         """What build.json records: the name, and the file's digest for curves."""
         return {"response": self.name, "response_sha256": self.digest}
+
+
+def encode_srgb(linear):  # noqa: ANN001, ANN201 - numpy arrays and torch tensors alike
+    """Linear light -> sRGB code values in [0, 1] (IEC 61966-2-1).
+
+    Written with operators only, so the builder (numpy) and the on-the-fly pairs
+    (``models.synthetic``, torch on the GPU) share one curve.
+    """
+    x = linear.clip(0.0, 1.0)
+    low = x <= SRGB_ENCODE_KNEE
+    # x ** (1/2.4) of 0 is fine; the knee keeps the slope finite near black.
+    return low * (x * SRGB_LINEAR_SLOPE) + ~low * ((1 + SRGB_OFFSET) * x ** (1 / SRGB_EXPONENT) - SRGB_OFFSET)
 
 
 def load_response(spec: str) -> Response:

@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from models import configs
 from models.checkpoint import CheckpointError
 from models.data import DataError
 from models.train import ConfigError
@@ -28,12 +29,16 @@ Train, evaluate and ship unsmear's deblurring generator (ESRGAN's RRDBNet withou
 the upsampler) on blurry/sharp pairs written by `python -m dataset_builder build`."""
 
 TRAIN_EPILOG = """\
+shipped configs (give a name or a path): {names}
+
 examples:
-  python -m models train models/configs/tiny.yaml data=pairs/ out=runs/tiny
-  python -m models train models/configs/default.yaml data=pairs/ out=runs/psnr steps=20000
-  python -m models train models/configs/default_gan.yaml data=pairs/ out=runs/gan \\
+  python -m models train default synthetic.photos=[photos/] out=runs/default max_minutes=60
+  python -m models train default synthetic.photos=[photos/] data=pairs/ synthetic.fraction=0.5 out=runs/mixed
+  python -m models train tiny data=pairs/ out=runs/tiny
+  python -m models train default_gan data=pairs/ out=runs/gan \\
       --init runs/psnr/model.safetensors perceptual=fft
-  python -m models train models/configs/default.yaml data=pairs/ out=runs/psnr --resume
+  python -m models train default synthetic.photos=[photos/] out=runs/default --resume
+  python -m models train my.yaml out=runs/mine
 
 overrides are KEY=VALUE with YAML values; dotted keys reach sections, e.g.
   steps=200 stage=gan lr_g=1e-4 generator.num_block=4 discriminator.kind=patch
@@ -113,10 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="train a generator (ESRGAN recipe: stage psnr, then stage gan)",
         description="Train a generator on pairs; see models/configs/*.yaml for the keys.",
-        epilog=TRAIN_EPILOG,
+        epilog=TRAIN_EPILOG.format(names=", ".join(configs.names())),
         formatter_class=raw,
     )
-    train.add_argument("config", help="YAML training config (keys of models.train.TrainConfig)")
+    train.add_argument("config", help="a shipped config's name (see below) or a YAML file "
+                       "(keys of models.train.TrainConfig)")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, applied after the file")
     train.add_argument(
         "--init",
@@ -231,10 +237,12 @@ def _run_train(args: argparse.Namespace) -> int:
     print(f"trained {result.step} steps; model: {result.model_path}; checkpoint: {result.checkpoint}")
     if result.validation:
         v = result.validation
-        print(
-            f"validation (EMA): PSNR {v['val_psnr']:.2f} dB / SSIM {v['val_ssim']:.4f} "
-            f"(input {v['val_psnr_input']:.2f} dB / {v['val_ssim_input']:.4f})"
-        )
+        labels = {"val": "stored val pairs", "val_synth": "rendered held-out photos", "val_real": "real footage"}
+        for name, label in labels.items():
+            if f"{name}_psnr" in v:
+                ssim = f" / SSIM {v['val_ssim']:.4f}" if name == "val" else ""
+                print(f"validation (EMA), {label}: PSNR {v[f'{name}_psnr']:.2f} dB{ssim} "
+                      f"(input {v[f'{name}_psnr_input']:.2f} dB, gain {v[f'{name}_psnr'] - v[f'{name}_psnr_input']:+.2f} dB)")
     return 0
 
 

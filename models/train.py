@@ -48,6 +48,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from models import configs as shipped_configs
 from models.checkpoint import CONFIG_KEY, load_trunk, read_metadata, read_state_dict, save_generator
 from models.data import PairsDataset, read_manifest
 from models.discriminator import DiscriminatorConfig, build_discriminator
@@ -62,6 +63,7 @@ from models.losses import (
     wgan_generator_loss,
 )
 from models.metrics import psnr, ssim
+from models.synthetic import SamplePlan, SyntheticConfig, SyntheticPairs
 from models.vgg import VGG19_LAYERS, load_vgg19_features
 
 logger = logging.getLogger(__name__)
@@ -79,7 +81,10 @@ FINAL_MODEL = "model.safetensors"
 # One row per log_every steps (mean training losses; time_s counts from this process's
 # first step) and one per validation (val_* columns only).
 CSV_COLUMNS = ("step", "time_s", "lr_g", "loss_g", "l_pix", "l_percep", "l_gan", "loss_d",
-               "val_psnr", "val_ssim", "val_psnr_input", "val_ssim_input")
+               "val_psnr", "val_ssim", "val_psnr_input", "val_ssim_input",
+               "val_synth_psnr", "val_synth_psnr_input", "val_real_psnr", "val_real_psnr_input")
+# Validation sets: stored pairs' val split, rendered held-out photos, real footage's pairs.
+VAL_SETS = ("val", "val_synth", "val_real")
 # Mixed into the seed of each step's own RNG (used by the gradient penalty).
 _STEP_RNG_TAG = 7919
 
@@ -92,7 +97,7 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Everything a training run depends on; saved as ``config.yaml`` in the run folder."""
 
-    data: str = ""  # pairs folder written by dataset_builder (holds manifest.jsonl); required
+    data: str = ""  # pairs folder written by dataset_builder (holds manifest.jsonl); required unless synthetic.fraction is 1
     out: str = ""  # run folder for config, logs, checkpoints and the final model; required
     stage: Literal["psnr", "gan"] = "psnr"  # ESRGAN stage 1 (L1 only) or stage 2 (perceptual + GAN + L1)
     init: str | None = None  # checkpoint whose fitting tensors start G (stage gan: stage 1's model)
@@ -103,6 +108,12 @@ class TrainConfig:
     batch_size: int = 16  # samples per step (BasicSR: 16)
     crop_size: int = 128  # training crop side in px; large blur needs large crops (BasicSR: 128)
     sharp_input_fraction: float = 0.0  # share of samples fed their sharp target as input: never damage sharp frames
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)  # pairs rendered on the fly, mixed in
+    val_real: tuple[str, ...] = ()  # pairs folders of real high-fps footage kept out of training (their val splits)
+    max_minutes: float | None = None  # stop after this much training time (wall clock, validation excluded)
+    max_cpu_minutes: float | None = None  # or this much CPU time of this process: fair budgets on a shared machine
+    threads: int | None = None  # torch CPU threads; None: torch's default (one per core)
+    synthetic_workers: int = -1  # processes planning (CUDA) or rendering (CPU) on-the-fly batches; -1: auto
     lr_g: float | None = None  # generator learning rate; None: 2e-4 (psnr) or 1e-4 (gan)
     lr_d: float = 1e-4  # discriminator learning rate (BasicSR: 1e-4)
     adam_betas: tuple[float, float] = (0.9, 0.99)  # Adam betas for both networks (BasicSR)
@@ -110,7 +121,8 @@ class TrainConfig:
     lr_gamma: float = 0.5  # learning-rate factor at each milestone (BasicSR: 0.5)
     ema_decay: float = 0.999  # EMA of generator weights, the weights we ship (BasicSR: 0.999)
     pixel_weight: float | None = None  # pixel-loss weight; None: 1.0 (psnr) or 1e-2 (gan)
-    pixel_loss: Literal["l1", "mse"] = "l1"  # pixel loss: L1 (BasicSR) or MSE (learns at once from an identity start)
+    pixel_loss: Literal["l1", "mse", "charbonnier", "psnr"] = "l1"  # L1 (BasicSR), MSE, Charbonnier (eps 1e-3) or PSNR loss (-PSNR per sample)
+    fft_weight: float = 0.0  # weight of the FFT loss (MIMO-UNet) added to the pixel loss in any stage; 0: off
     perceptual: Literal["vgg19", "fft", "none"] = "vgg19"  # stage gan content loss; vgg19 needs vgg_weights
     vgg_weights: str | None = None  # local torchvision vgg19 state dict (.pth/.safetensors)
     vgg_layer: str = "conv5_4"  # VGG19 layer before activation (ESRGAN conv5_4, DeblurGAN conv3_3)
@@ -133,6 +145,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "crop_size", "log_every", "val_every", "checkpoint_every",
                     "keep_checkpoints")
+        for name in ("max_minutes", "max_cpu_minutes", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0 (or null), got {getattr(self, name)}")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -284,7 +299,8 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
     """Read a YAML training config (safe_load), apply overrides and resolve stage defaults.
 
     Args:
-        path: YAML file whose keys are ``TrainConfig`` fields; None starts from defaults.
+        path: YAML file whose keys are ``TrainConfig`` fields, or a shipped config's name
+            (``default``, ``tiny``...; :mod:`models.configs`); None starts from defaults.
         overrides: ``key=value`` strings, applied after the file.
 
     Raises:
@@ -292,9 +308,9 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
     """
     mapping: Any = {}
     if path is not None:
-        path = Path(path)
+        path = shipped_configs.resolve(path)
         if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+            raise ConfigError(f"config file not found: {path} (shipped configs: {', '.join(shipped_configs.names())})")
         try:
             mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as err:
@@ -302,9 +318,11 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Train
         if not isinstance(mapping, dict):
             raise ConfigError(f"{path} must hold a mapping of config keys")
     config = config_from_mapping(TrainConfig, apply_overrides(mapping, list(overrides)))
-    for name in ("data", "out"):
-        if not getattr(config, name):
-            raise ConfigError(f"{name} is not set; put it in the config or pass {name}=PATH")
+    if not config.out:
+        raise ConfigError("out is not set; put it in the config or pass out=PATH")
+    if not config.data and config.synthetic.fraction < 1:
+        raise ConfigError("data is not set; put it in the config or pass data=PATH "
+                          "(or train on pairs made on the fly only: synthetic.fraction=1)")
     return config.resolved()
 
 
@@ -426,6 +444,30 @@ def _is_residual(path: Path) -> bool:
     return bool(json.loads(text).get("residual", False)) if text else False
 
 
+CHARBONNIER_EPS = 1e-3  # as in LapSRN / MPRNet
+PSNR_LOSS_EPS = 1e-8  # keeps log10 finite when a sample is restored exactly
+
+
+class _SyntheticBatches(torch.utils.data.Dataset):
+    """Item s: step s's on-the-fly batch (rendered), or its sample plans (``plan_only``)."""
+
+    def __init__(self, pairs: SyntheticPairs, per_batch: int, *, plan_only: bool) -> None:
+        self.pairs, self.per_batch, self.plan_only = pairs, per_batch, plan_only
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor] | list[SamplePlan]:
+        numbers = range(step * self.per_batch, (step + 1) * self.per_batch)
+        if self.plan_only:
+            return [self.pairs.plan(n) for n in numbers]
+        return self.pairs.batch(numbers)
+
+
+def _one_thread(_worker: int) -> None:
+    torch.set_num_threads(1)  # a loader worker shares the cores with the training process
+
+
 class Trainer:
     """Owns the networks, optimisers and data of one run.
 
@@ -437,6 +479,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, progress: bool = True) -> None:
         self.config = config
         self.progress = progress
+        if config.threads:
+            torch.set_num_threads(config.threads)
         self.device = _pick_device(config.device)
         self.amp_dtype = _amp_dtype(config, self.device)
         self.channels_last = self.device.type == "cuda"
@@ -453,6 +497,7 @@ class Trainer:
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.discriminator: nn.Module | None = None
         self.content_loss: nn.Module | None = None
+        self._fft = FFTLoss()
         if config.stage == "gan":
             self._build_gan()
         if self.channels_last:
@@ -462,15 +507,35 @@ class Trainer:
 
     def _build_data(self) -> None:
         cfg, frames = self.config, self.config.generator.in_frames
-        self.train_set = PairsDataset(cfg.data, split="train", in_frames=frames, crop_size=cfg.crop_size,
-                                      augment=True, seed=cfg.seed, cache_mb=cfg.cache_mb,
-                                      sharp_fraction=cfg.sharp_input_fraction)
-        self.val_set = None
-        if any(r.split == "val" for r in read_manifest(cfg.data)):
-            self.val_set = PairsDataset(cfg.data, split="val", in_frames=frames, crop_size=cfg.val_crop,
-                                        max_pairs=cfg.val_max_pairs, cache_mb=cfg.cache_mb)
-        else:
-            logger.warning("%s has no val pairs: training without validation", cfg.data)
+        # Each batch: synthetic_per_batch samples rendered on the fly, the rest stored pairs.
+        self.synthetic_per_batch = round(cfg.synthetic.fraction * cfg.batch_size)
+        stored_per_batch = cfg.batch_size - self.synthetic_per_batch
+        self.train_set = None
+        if stored_per_batch:
+            self.train_set = PairsDataset(cfg.data, split="train", in_frames=frames, crop_size=cfg.crop_size,
+                                          augment=True, seed=cfg.seed, cache_mb=cfg.cache_mb,
+                                          sharp_fraction=cfg.sharp_input_fraction)
+        self.synthetic = None
+        if self.synthetic_per_batch:
+            self.synthetic = SyntheticPairs(cfg.synthetic, split="train", crop_size=cfg.crop_size,
+                                            in_frames=frames, seed=cfg.seed, device=self.device,
+                                            sharp_fraction=cfg.sharp_input_fraction)
+        # name -> a list of (blurry, sharp) samples, fixed for the run
+        self.val_sets: dict[str, Sequence[dict[str, torch.Tensor]]] = {}
+        if cfg.data and any(r.split == "val" for r in read_manifest(cfg.data)):
+            self.val_sets["val"] = PairsDataset(cfg.data, split="val", in_frames=frames, crop_size=cfg.val_crop,
+                                                max_pairs=cfg.val_max_pairs, cache_mb=cfg.cache_mb)
+        if cfg.synthetic.val_photos and cfg.synthetic.val_samples:
+            rendered = SyntheticPairs(cfg.synthetic, split="val", crop_size=cfg.val_crop or 256,
+                                      in_frames=frames, seed=cfg.seed, device=self.device)
+            self.val_sets["val_synth"] = [rendered.sample(n) for n in range(cfg.synthetic.val_samples)]
+        if cfg.val_real:
+            self.val_sets["val_real"] = torch.utils.data.ConcatDataset([
+                PairsDataset(folder, split="val", in_frames=frames, crop_size=cfg.val_crop,
+                             max_pairs=cfg.val_max_pairs, cache_mb=cfg.cache_mb) for folder in cfg.val_real])
+        if not self.val_sets:
+            logger.warning("no validation pairs (no val split in data, no synthetic.val_photos, no val_real): "
+                           "training without validation")
 
     def _build_generator(self) -> RRDBNet:
         cfg = self.config
@@ -532,9 +597,19 @@ class Trainer:
         # Near the identity start, L1's gradient is the sign of tiny errors, which points
         # every way at once: measured on our pairs, L1 left a zero-initialised residual model
         # at the identity for 1000+ steps where MSE gained 1.3 dB in 150.
-        if self.config.pixel_loss == "mse":
-            return F.mse_loss(restored, sharp)
-        return F.l1_loss(restored, sharp)
+        kind = self.config.pixel_loss
+        if kind == "mse":
+            loss = F.mse_loss(restored, sharp)
+        elif kind == "charbonnier":
+            loss = torch.sqrt((restored - sharp) ** 2 + CHARBONNIER_EPS**2).mean()
+        elif kind == "psnr":
+            # PSNR loss (HINet, NAFNet): mean of 10 log10(MSE) per sample, i.e. -PSNR.
+            loss = 10 * torch.log10(((restored - sharp) ** 2).mean(dim=(1, 2, 3)) + PSNR_LOSS_EPS).mean()
+        else:
+            loss = F.l1_loss(restored, sharp)
+        if self.config.fft_weight:
+            loss = loss + self.config.fft_weight * self._fft(restored, sharp)
+        return loss
 
     def psnr_step(self, blurry: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
         """Stage 1: one Adam step on the pixel loss (L1 or MSE).
@@ -597,21 +672,25 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean PSNR/SSIM (``models.metrics``) of the EMA model and of the input on val pairs."""
-        if self.val_set is None:
-            return {}
-        sums = {"val_psnr": 0.0, "val_ssim": 0.0, "val_psnr_input": 0.0, "val_ssim_input": 0.0}
+        """Mean PSNR (``models.metrics``) of the EMA model and of its input on each validation set,
+        and SSIM on the stored pairs' val split: ``val_psnr``, ``val_synth_psnr``, ``val_real_psnr``..."""
         c = self.config.generator.centre_frame * 3
-        for index in range(len(self.val_set)):
-            sample = self.val_set[index]
-            blurry = self._to_device(sample["blurry"][None])
-            sharp = sample["sharp"][None].to(self.device)
-            restored = self.ema(blurry).float()
-            sums["val_psnr"] += psnr(restored, sharp).item()
-            sums["val_ssim"] += ssim(restored, sharp).item()
-            sums["val_psnr_input"] += psnr(blurry[:, c : c + 3], sharp).item()
-            sums["val_ssim_input"] += ssim(blurry[:, c : c + 3], sharp).item()
-        return {key: value / len(self.val_set) for key, value in sums.items()}
+        result: dict[str, float] = {}
+        for name, samples in self.val_sets.items():
+            sums: dict[str, float] = {}
+            prefix = "val" if name == "val" else name
+            for index in range(len(samples)):
+                sample = samples[index]
+                blurry = self._to_device(sample["blurry"][None])
+                sharp = sample["sharp"][None].to(self.device)
+                restored = self.ema(blurry).float().clamp(0, 1)
+                figures = {f"{prefix}_psnr": psnr(restored, sharp), f"{prefix}_psnr_input": psnr(blurry[:, c:c + 3], sharp)}
+                if name == "val":
+                    figures.update(val_ssim=ssim(restored, sharp), val_ssim_input=ssim(blurry[:, c:c + 3], sharp))
+                for key, value in figures.items():
+                    sums[key] = sums.get(key, 0.0) + value.item()
+            result.update({key: value / len(samples) for key, value in sums.items()})
+        return result
 
     # ---- checkpoints
 
@@ -677,15 +756,53 @@ class Trainer:
 
     # ---- loop
 
-    def _loader(self) -> DataLoader:
+    def _loader(self, per_batch: int) -> DataLoader:
         cfg = self.config
         workers = cfg.num_workers
         if workers < 0:
             workers = 0 if self.train_set.cached else min(8, max(0, (os.cpu_count() or 1) - 1))
         # Sample numbers, not pair indices: step s always sees the same samples.
-        samples = range(self.step * cfg.batch_size, cfg.steps * cfg.batch_size)
-        return DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=samples, num_workers=workers,
+        samples = range(self.step * per_batch, cfg.steps * per_batch)
+        return DataLoader(self.train_set, batch_size=per_batch, sampler=samples, num_workers=workers,
                           pin_memory=self.device.type == "cuda", persistent_workers=False)
+
+    def _synthetic_loader(self) -> DataLoader | None:
+        """Batches of on-the-fly samples: rendered by workers on the CPU; on CUDA workers only
+        plan them (numpy) and the device renders (:meth:`_batches`)."""
+        cfg, n = self.config, self.synthetic_per_batch
+        workers = cfg.synthetic_workers
+        if workers < 0:
+            cores = os.cpu_count() or 1
+            workers = min(8, max(1, cores - 2)) if self.device.type == "cuda" else (1 if cores >= 2 else 0)
+        on_cuda = self.device.type == "cuda"
+        dataset = _SyntheticBatches(self.synthetic, n, plan_only=on_cuda)
+        return DataLoader(dataset, batch_size=None, sampler=range(self.step, cfg.steps), num_workers=workers,
+                          worker_init_fn=_one_thread, persistent_workers=False,
+                          prefetch_factor=4 if workers else None)
+
+    def _batches(self):  # noqa: ANN202 - a generator of (blurry, sharp) on the device
+        """One (blurry, sharp) batch per remaining step: stored pairs, then samples made on the fly."""
+        stored = iter(self._loader(self.config.batch_size - self.synthetic_per_batch)) if self.train_set else None
+        made = iter(self._synthetic_loader()) if self.synthetic else None
+        for _ in range(self.step, self.config.steps):
+            blurry, sharp = [], []
+            if stored is not None:
+                batch = next(stored)
+                blurry.append(self._to_device(batch["blurry"]))
+                sharp.append(self._to_device(batch["sharp"]))
+            if made is not None:
+                batch = next(made)
+                if isinstance(batch, list):  # plans: render on the device
+                    batch = self.synthetic.batch(batch)
+                blurry.append(self._to_device(batch["blurry"]))
+                sharp.append(self._to_device(batch["sharp"]))
+            yield torch.cat(blurry), torch.cat(sharp)
+
+    def _out_of_time(self, train_seconds: float, train_cpu: float) -> bool:
+        cfg = self.config
+        if cfg.max_minutes is not None and train_seconds >= 60 * cfg.max_minutes:
+            return True
+        return cfg.max_cpu_minutes is not None and train_cpu >= 60 * cfg.max_cpu_minutes
 
     def fit(self) -> TrainResult:
         """Train up to ``config.steps``, validating, logging and checkpointing on the way."""
@@ -700,9 +817,12 @@ class Trainer:
         checkpoint = None
         bar = tqdm(total=cfg.steps, initial=self.step, file=sys.stderr, disable=not self.progress,
                    desc=f"train ({cfg.stage})", unit="step", dynamic_ncols=True)
+        # Budgets count training steps (and waiting for data), never validation or checkpoints.
+        train_seconds, train_cpu = 0.0, 0.0
+        tick, tick_cpu = time.monotonic(), time.process_time()
         try:
-            for batch in self._loader():
-                values = step_fn(self._to_device(batch["blurry"]), self._to_device(batch["sharp"]))
+            for blurry, sharp in self._batches():
+                values = step_fn(blurry, sharp)
                 if not all(math.isfinite(v) for v in values.values()):
                     raise FloatingPointError(
                         f"non-finite loss at step {self.step + 1}: {values}; lower lr_g or use amp=off"
@@ -723,16 +843,26 @@ class Trainer:
                     postfix["loss"] = f"{means['loss_g']:.4g}"
                     bar.set_postfix(postfix)
                     sums, count = {}, 0
-                if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                train_seconds += time.monotonic() - tick
+                train_cpu += time.process_time() - tick_cpu
+                last = self.step == cfg.steps or self._out_of_time(train_seconds, train_cpu)
+                if self.step % cfg.val_every == 0 or last:
                     validation = self.validate()
                     if validation:
                         log.write(self.step, validation)
-                        postfix["val_psnr"] = f"{validation['val_psnr']:.2f}dB"
+                        gains = {name: validation[f"{name}_psnr"] - validation[f"{name}_psnr_input"]
+                                 for name in VAL_SETS if f"{name}_psnr" in validation}
+                        postfix.update({name: f"{gain:+.2f}dB" for name, gain in gains.items()})
                         bar.set_postfix(postfix)
-                        logger.info("step %d: val PSNR %.2f dB (input %.2f dB)", self.step,
-                                    validation["val_psnr"], validation["val_psnr_input"])
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                        logger.info("step %d: PSNR gain %s", self.step,
+                                    ", ".join(f"{name} {gain:+.2f} dB" for name, gain in gains.items()))
+                if self.step % cfg.checkpoint_every == 0 or last:
                     checkpoint = self.save_checkpoint()
+                if last:
+                    if self.step < cfg.steps:
+                        logger.info("time budget spent at step %d of %d", self.step, cfg.steps)
+                    break
+                tick, tick_cpu = time.monotonic(), time.process_time()
         finally:
             bar.close()
             log.close()

@@ -78,10 +78,18 @@ def _config(pairs: Path, out: Path, *overrides: str) -> TrainConfig:
 
 def test_shipped_configs_load_and_round_trip(tmp_path):
     for path in sorted(CONFIGS.glob("*.yaml")):
-        config = load_config(path, [f"data={tmp_path}", f"out={tmp_path / 'run'}"])
+        config = load_config(path, [f"data={tmp_path}", f"out={tmp_path / 'run'}", f"synthetic.photos=[{tmp_path}]"])
         saved = tmp_path / f"{path.stem}.resolved.yaml"
         saved.write_text(config_to_yaml(config))
         assert load_config(saved) == config, path.name
+
+
+def test_shipped_configs_load_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_config("tiny", ["data=p", "out=r"]) == load_config(TINY_YAML, ["data=p", "out=r"])
+    assert load_config("default", ["out=r", "synthetic.photos=[x]"]).synthetic.fraction == 1.0
+    with pytest.raises(ConfigError, match="shipped configs: default, default_gan, tiny"):
+        load_config("defualt", ["data=p", "out=r"])
 
 
 def test_unknown_key_fails_with_suggestion(tmp_path):

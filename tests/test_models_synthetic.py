@@ -1,0 +1,163 @@
+"""Pairs made on the fly: the builder's physics, the motion distributions, and training on them."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dataset_builder.build import build_pairs
+from dataset_builder.config import BuildConfig, RenderConfig
+from dataset_builder.motion import MotionConfig, camera_motion, sample_motion
+from dataset_builder.render import clip_motion, render_clip
+from dataset_builder.response import encode_srgb
+from models.metrics import psnr as tensor_psnr
+from models.synthetic import SyntheticConfig, SyntheticPairs, blur_lengths, render_motion
+from models.train import ConfigError, load_config, train
+from tests.media import psnr
+
+CONFIGS = Path(__file__).resolve().parents[1] / "models" / "configs"
+
+
+def write_photo(path: Path, *, width: int = 160, height: int = 120, seed: int = 0) -> Path:
+    """A textured 'photo': smooth noise with edges, so motion shows as blur."""
+    rng = np.random.default_rng(seed)
+    image = cv2.GaussianBlur(rng.random((height, width, 3)).astype(np.float32), (0, 0), 2.0)
+    image = (image - image.min()) / (image.max() - image.min())
+    cv2.rectangle(image, (width // 4, height // 4), (width // 2, height // 2), (1.0, 0.9, 0.1), -1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.round(image * 255).astype(np.uint8))
+    return path
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    for i, name in enumerate(("alpha", "beta", "gamma")):
+        write_photo(root / f"{name}.png", seed=i)
+    return root
+
+
+def test_onthefly_pair_equals_the_builders_pair_for_the_same_motion(tmp_path):
+    """Render footage with the builder, build a pair from it, and render the same camera
+    motion on the fly: the blurred frames and the sharp frames agree to within 8-bit rounding."""
+    photo = write_photo(tmp_path / "photos" / "scene.png", width=240, height=180)
+    config = RenderConfig(width=96, height=64, fps=240, seconds=0.1, objects=0, camera_speed=3.0, seed=3)
+    render_clip(photo, tmp_path / "footage" / "scene.mkv", config)
+    build_pairs([tmp_path / "footage" / "scene.mkv"], tmp_path / "pairs",
+                BuildConfig(window=7, stride=8, val_fraction=0.0, static_keep=1.0), progress=False)
+    record = json.loads((tmp_path / "pairs" / "manifest.jsonl").read_text().splitlines()[1])
+    blurry = cv2.imread(str(tmp_path / "pairs" / record["blurry"]))[:, :, ::-1]
+    sharp = cv2.imread(str(tmp_path / "pairs" / record["sharp"]))[:, :, ::-1]
+
+    scene, cameras = clip_motion(photo, config)
+    motion = camera_motion(cameras, record["sharp_frame"], window=record["window"])
+    photo_t = torch.from_numpy(np.ascontiguousarray(scene.transpose(2, 0, 1)))
+    blurred, sharp_t = render_motion(photo_t, motion, (64, 96), np.array([[1.0, 0, 0], [0, 1.0, 0]]))
+
+    def to8(t: torch.Tensor) -> np.ndarray:
+        return np.round(encode_srgb(t).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+    agreement = psnr(to8(blurred[0]), blurry)
+    assert psnr(to8(sharp_t), sharp) > 45
+    assert agreement > 42
+    # and it is blur: the pair differs far more than the two renderers do
+    assert psnr(blurry, sharp) < agreement - 10
+
+
+def test_exposure_weights_are_the_builders_and_the_sharp_instant_is_the_centre():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        motion = sample_motion(rng, MotionConfig(), size=64, in_frames=3)
+        np.testing.assert_allclose(motion.weights.sum(axis=1), 1.0)
+        assert motion.times[motion.sharp_index] == 0.0
+        # the centre exposure is centred on the sharp instant
+        centre = motion.weights[1] @ motion.times
+        assert abs(centre) < 1e-6
+        # output frames are one stride apart
+        assert np.allclose(motion.weights[2] @ motion.times - motion.weights[0] @ motion.times, 16)
+
+
+def test_blur_lengths_cover_real_footage():
+    """Mostly 5-25 px, none over 40 px, some sharp samples (never damage sharp frames)."""
+    lengths = blur_lengths(SyntheticConfig(), 800)
+    moving = lengths[lengths > 0]
+    assert lengths.max() <= 40.0
+    assert 0.04 < np.mean(lengths == 0) < 0.15
+    assert 0.65 < np.mean((moving >= 5) & (moving <= 25)) < 0.9
+    assert np.mean(moving > 25) > 0.05  # and a real tail of long streaks
+    narrow = SyntheticConfig(motion=MotionConfig(blur_median=4, blur_spread=0.1, blur_max=6))
+    assert blur_lengths(narrow, 200).max() <= 6.0
+
+
+def test_samples_are_reproducible_8bit_and_blurred(photos):
+    config = SyntheticConfig(fraction=1.0, photos=(str(photos),), val_photos=("gamma",))
+    pairs = SyntheticPairs(config, split="train", crop_size=48, in_frames=3, seed=5)
+    assert {p.stem for p in pairs.photos} == {"alpha", "beta"}
+    first, again = pairs.sample(7), pairs.sample(7)
+    assert first["blurry"].shape == (9, 48, 48) and first["sharp"].shape == (3, 48, 48)
+    assert torch.equal(first["blurry"], again["blurry"]) and torch.equal(first["sharp"], again["sharp"])
+    for key in ("blurry", "sharp"):
+        levels = first[key] * 255
+        assert torch.allclose(levels, levels.round(), atol=1e-4)  # 8-bit video levels
+    batch = pairs.batch(range(24))
+    gaps = [float(tensor_psnr(batch["blurry"][i:i + 1, 3:6], batch["sharp"][i:i + 1])) for i in range(24)]
+    assert np.median(gaps) < 35  # most samples are visibly blurred
+
+
+def test_sharp_input_fraction_feeds_the_target_itself(photos):
+    config = SyntheticConfig(fraction=1.0, photos=(str(photos),))
+    pairs = SyntheticPairs(config, split="train", crop_size=32, sharp_fraction=0.5, seed=1)
+    same = [torch.equal(s["blurry"], s["sharp"]) for s in (pairs.sample(n) for n in range(40))]
+    assert 8 <= sum(same) <= 32
+
+
+def test_validation_photos_are_held_out(photos):
+    config = SyntheticConfig(fraction=1.0, photos=(str(photos),), val_photos=("beta",))
+    assert [p.stem for p in SyntheticPairs(config, split="val", crop_size=32).photos] == ["beta"]
+    with pytest.raises(ValueError, match="not found"):
+        SyntheticPairs(SyntheticConfig(fraction=1.0, photos=(str(photos),), val_photos=("nope",)),
+                       split="train", crop_size=32)
+
+
+def test_config_needs_photos_for_onthefly_pairs(tmp_path):
+    with pytest.raises(ConfigError, match="synthetic.photos"):
+        load_config(CONFIGS / "default.yaml", [f"out={tmp_path}/run"])
+    with pytest.raises(ConfigError, match="data is not set"):
+        load_config(CONFIGS / "tiny.yaml", [f"out={tmp_path}/run"])
+
+
+def test_training_on_the_fly_learns_and_stops_on_its_time_budget(tmp_path, photos):
+    overrides = [f"out={tmp_path}/run", "synthetic.fraction=1", f"synthetic.photos=[{photos}]",
+                 "synthetic.val_photos=[gamma]", "synthetic.val_samples=4", "val_crop=48",
+                 "crop_size=32", "batch_size=4", "steps=40", "val_every=20", "log_every=5",
+                 "synthetic_workers=0", "generator={num_feat: 8, num_block: 1, num_grow_ch: 4, downscale: 2}"]
+    result = train(load_config(CONFIGS / "tiny.yaml", overrides), progress=False)
+    assert result.step == 40
+    assert result.validation["val_synth_psnr"] > result.validation["val_synth_psnr_input"]
+    rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
+    assert sum(1 for r in rows if r["val_synth_psnr"]) == 2
+
+    budget = overrides[:-1] + [f"out={tmp_path}/budget", "max_cpu_minutes=0.0001", "steps=1000",
+                               "generator={num_feat: 8, num_block: 1, num_grow_ch: 4, downscale: 2}"]
+    stopped = train(load_config(CONFIGS / "tiny.yaml", budget), progress=False)
+    assert stopped.step < 5 and stopped.model_path.is_file() and stopped.validation
+
+
+def test_training_mixes_stored_and_onthefly_pairs(tmp_path, photos):
+    from tests.test_models_train import write_pairs
+
+    pairs = write_pairs(tmp_path / "pairs")
+    overrides = [f"data={pairs}", f"out={tmp_path}/run", "synthetic.fraction=0.5", f"synthetic.photos=[{photos}]",
+                 "crop_size=32", "batch_size=4", "steps=6", "val_every=6", "synthetic_workers=1",
+                 "generator={num_feat: 8, num_block: 1, num_grow_ch: 4, downscale: 2}", "pixel_loss=charbonnier",
+                 "fft_weight=0.05", f"val_real=[{pairs}]"]
+    result = train(load_config(CONFIGS / "tiny.yaml", overrides), progress=False)
+    assert result.step == 6
+    assert {"val_psnr", "val_real_psnr"} <= set(result.validation)
+    assert all(np.isfinite(loss) for _, loss in result.losses)
