@@ -15,28 +15,28 @@ from __future__ import annotations
 # "libpng error: bad parameters to zlib".
 import cv2  # noqa: F401  (import order matters, see above)
 
-from dataset_builder.build import (
-    BuildSummary,
-    assign_split,
-    build_pairs,
-    build_source,
-    write_manifest,
-)
-from dataset_builder.config import BuildConfig, RenderConfig
-from dataset_builder.errors import BuildError, SourceTooShort
-from dataset_builder.sources import find_sources, probe_source, source_name
+import importlib
 
-__all__ = [
-    "BuildConfig",
-    "BuildError",
-    "BuildSummary",
-    "RenderConfig",
-    "SourceTooShort",
-    "assign_split",
-    "build_pairs",
-    "build_source",
-    "find_sources",
-    "probe_source",
-    "source_name",
-    "write_manifest",
-]
+# Names re-exported here, loaded on first use (PEP 562): importing one module of the
+# builder (the motion model, the renderer) must not load the frame readers and decord.
+_EXPORTS = {
+    "BuildSummary": "dataset_builder.build",
+    "assign_split": "dataset_builder.build",
+    "build_pairs": "dataset_builder.build",
+    "build_source": "dataset_builder.build",
+    "write_manifest": "dataset_builder.build",
+    "BuildConfig": "dataset_builder.config",
+    "RenderConfig": "dataset_builder.config",
+    "BuildError": "dataset_builder.errors",
+    "SourceTooShort": "dataset_builder.errors",
+    "find_sources": "dataset_builder.sources",
+    "probe_source": "dataset_builder.sources",
+    "source_name": "dataset_builder.sources",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):  # noqa: ANN202 - any exported object
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dataset_builder' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -113,6 +113,8 @@ class Motion:
             centre is at t = 0.
         objects: the moving cut-outs, drawn in order (later ones in front).
         blur_px: the camera's streak length during the centre exposure.
+        window, duty_cycle, substeps: the shutter (as the builder's --window,
+            --duty-cycle and --interpolate).
     """
 
     times: np.ndarray
@@ -121,6 +123,9 @@ class Motion:
     camera: np.ndarray
     objects: tuple[ObjectMotion, ...] = field(default=())
     blur_px: float = 0.0
+    window: int = 1
+    duty_cycle: float = 1.0
+    substeps: int = 1
 
     def scene_extent(self, size: int) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1): the scene area the camera sees at any instant."""
@@ -190,7 +195,7 @@ def sample_motion(rng: np.random.Generator, config: MotionConfig, *, size: int,
     camera = _affine(roll_rate * times, 1.0 / (1.0 + zoom_rate * times), centre, path(times))
     placed = tuple(_object_motion(o, times, size) for o in objects)
     return Motion(times=times, weights=weights, sharp_index=sharp_index, camera=camera,
-                  objects=placed, blur_px=length)
+                  objects=placed, blur_px=length, window=window, duty_cycle=duty, substeps=substeps)
 
 
 def camera_motion(cameras: list[np.ndarray], centre_frame: int, *, window: int,
@@ -207,7 +212,7 @@ def camera_motion(cameras: list[np.ndarray], centre_frame: int, *, window: int,
     centres = [float((f - in_frames // 2) * stride) for f in range(in_frames)]
     times, weights, sharp_index = exposure_weights(centres, window, 1, 1.0)
     camera = np.stack([cameras[centre_frame + int(round(t))] for t in times]).astype(np.float64)
-    return Motion(times=times, weights=weights, sharp_index=sharp_index, camera=camera)
+    return Motion(times=times, weights=weights, sharp_index=sharp_index, camera=camera, window=window)
 
 
 def _check(ok: bool, message: str) -> None:

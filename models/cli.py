@@ -190,6 +190,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: %(default)s)")
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    render = sub.add_parser(
+        "render-pairs",
+        parents=[common],
+        help="write pairs made as training makes them on the fly (for evaluate and its baselines)",
+        description="Render blurred/sharp pairs from photos with the on-the-fly recipe of a training "
+        "config (motion, shutter, noise, compression) into a pairs folder in dataset_builder's format.",
+        epilog="example:\n  python -m models render-pairs photos/ evalpairs/ --val-photos kodim01,kodim10 "
+        "--count 64 --size 256\n  python -m models evaluate evalpairs/ --model models/weights/default.safetensors",
+        formatter_class=raw,
+    )
+    render.add_argument("photos", help="photo file or folder")
+    render.add_argument("out", help="pairs folder to write (created)")
+    render.add_argument("--config", default="default", help="training config whose synthetic section is used "
+                        "(name or file; default: %(default)s)")
+    render.add_argument("--val-photos", type=lambda t: tuple(x for x in t.split(",") if x), default=None,
+                        metavar="NAME,...", help="photo names to render from (the config's val_photos by default)")
+    render.add_argument("--count", type=_positive, default=64, help="pairs (default: %(default)s)")
+    render.add_argument("--size", type=_positive, default=256, help="square side, px, even (default: %(default)s)")
+    render.add_argument("--frames", type=_positive, default=1, help="blurred frames per pair, odd (default: 1)")
+    render.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+
     export = sub.add_parser(
         "export",
         parents=[common],
@@ -259,7 +280,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(config, progress=not args.no_progress)
     print(format_table(report))
     json_path, plot_path = write_outputs(report, config.out)
-    print(f"wrote {json_path} and {plot_path}")
+    print(f"wrote {json_path}, {plot_path} and {plot_path.with_name('sheet.png')} (worst and best pairs)")
     return 0
 
 
@@ -294,7 +315,26 @@ def _gather_overrides(args: argparse.Namespace, extra: list[str], parser: argpar
     args.overrides = [*args.overrides, *extra]
 
 
-COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "export": _run_export, "interpolate": _run_interpolate}
+def _run_render_pairs(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from models.synthetic import write_rendered_pairs
+    from models.train import load_config
+
+    config = load_config(args.config, ["out=unused", "synthetic.fraction=1", f"synthetic.photos=[{args.photos}]"])
+    synthetic = config.synthetic
+    if args.val_photos is not None:
+        synthetic = dataclasses.replace(synthetic, val_photos=args.val_photos)
+    if not synthetic.val_photos:
+        raise ConfigError("no photos to render from: give --val-photos NAME,... (held out of training)")
+    manifest = write_rendered_pairs(synthetic, args.out, count=args.count, size=args.size,
+                                    in_frames=args.frames, seed=args.seed)
+    print(f"wrote {args.count} pairs: {manifest}")
+    return 0
+
+
+COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "render-pairs": _run_render_pairs,
+            "export": _run_export, "interpolate": _run_interpolate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -465,11 +465,51 @@ def draw_gain_plot(report: EvaluationReport, path: str | Path) -> None:
         raise OSError(f"could not write {path}")
 
 
+SHEET_TILE = 256  # px: each tile of the sheet is scaled to this height
+
+
+def draw_sheet(report: EvaluationReport, path: str | Path, *, count: int = 3, device: str = "auto") -> Path:
+    """The ``count`` worst and best blurred pairs by gain, a row each: blurred | restored | sharp,
+    each tile labelled with its PSNR against the sharp frame (as BasicSR's visualisations)."""
+    rows = sorted((r for r in report.results if not r.static), key=lambda r: r.gain)
+    chosen = rows if len(rows) <= 2 * count else rows[:count] + rows[-count:]
+    if not chosen:
+        raise ValueError("no blurred pairs to show")
+    torch_device = _pick_device(device)
+    model = load_generator(report.model, device=torch_device)
+    records = {(r.source, r.index): r for r in read_manifest(report.pairs_dir)}
+    lines = []
+    for result in chosen:
+        pair = load_pair(records[(result.source, result.index)], model.config.in_frames)
+        restored = _restore(model, stack_frames(pair.blurry_frames), torch_device)
+        tiles = [(to_float(pair.blurry_frames[model.config.in_frames // 2]), f"blurred {result.psnr_input:.2f} dB"),
+                 (restored.permute(1, 2, 0).cpu().numpy(), f"restored {result.psnr_output:.2f} dB ({result.gain:+.2f})"),
+                 (to_float(pair.sharp), "sharp")]
+        scaled = []
+        for image, text in tiles:
+            h, w = image.shape[:2]
+            tile = cv2.resize(image, (round(w * SHEET_TILE / h), SHEET_TILE), interpolation=cv2.INTER_AREA)
+            tile = np.ascontiguousarray((np.clip(tile, 0, 1) * 255).round().astype(np.uint8)[:, :, ::-1])
+            cv2.putText(tile, text, (6, 18), FONT, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(tile, text, (6, 18), FONT, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+            scaled.append(tile)
+        lines.append(np.concatenate(scaled, axis=1))
+    width = max(line.shape[1] for line in lines)
+    sheet = np.concatenate([np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0))) for line in lines])
+    path = Path(path)
+    if not cv2.imwrite(str(path), sheet):
+        raise OSError(f"could not write {path}")
+    return path
+
+
 def write_outputs(report: EvaluationReport, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``results.json`` and ``gain_plot.png`` into ``out_dir``; return their paths."""
+    """Write ``results.json``, ``gain_plot.png`` and ``sheet.png`` (worst and best pairs) into
+    ``out_dir``; return the first two paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, plot_path = out / "results.json", out / "gain_plot.png"
     write_json(report, json_path)
     draw_gain_plot(report, plot_path)
+    if any(not r.static for r in report.results):
+        draw_sheet(report, out / "sheet.png")
     return json_path, plot_path

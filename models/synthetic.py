@@ -18,6 +18,7 @@ Every random choice is a pure function of (seed, sample number), as for stored p
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dataset_builder.degrade import h264_roundtrip, jpeg_roundtrip
-from dataset_builder.images import read_image
+from dataset_builder.images import read_image, write_png
+from dataset_builder.manifest import MANIFEST_NAME, PairRecord, pair_paths, write_records
 from dataset_builder.motion import Motion, MotionConfig, sample_motion
 from dataset_builder.render import find_photos
 from dataset_builder.response import encode_srgb, load_response
@@ -292,6 +294,42 @@ def _place(rng: np.random.Generator, motion: Motion, size: int, width: int, heig
         room_lo, room_hi = -low, extent - 1 - high
         anchor.append(rng.uniform(room_lo, room_hi) if room_hi > room_lo else (extent - 1) / 2)
     return np.hstack([turn, np.array(anchor)[:, None]])
+
+
+def write_rendered_pairs(config: SyntheticConfig, out: str | Path, *, split: str = "val", count: int = 64,
+                         size: int = 256, in_frames: int = 1, seed: int = 0) -> Path:
+    """Write ``count`` samples of ``split`` as a pairs folder in the builder's format.
+
+    Evaluation (``python -m models evaluate``) and its baselines then see exactly the
+    samples training validates on. Returns the manifest's path.
+    """
+    out = Path(out)
+    pairs = SyntheticPairs(config, split=split, crop_size=size, in_frames=in_frames, seed=seed)
+    records = []
+    for number in range(count):
+        plan = pairs.plan(number)
+        sample = pairs.render(plan)
+        source = f"{pairs.photos[plan.level // len(config.scales)].stem}_rendered"
+        sharp_path, blurry_path = pair_paths(split, source, number)
+        frames = sample["blurry"].reshape(in_frames, 3, size, size)
+        names = [blurry_path if f == in_frames // 2 else blurry_path.replace(".png", f"_f{f}.png")
+                 for f in range(in_frames)]
+        for name, image in [(sharp_path, sample["sharp"]), *zip(names, frames)]:
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            write_png(out / name, (image * _LEVELS).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+        centre = frames[in_frames // 2]
+        mse = float(torch.mean((centre - sample["sharp"]) ** 2))
+        records.append(PairRecord(
+            split=split, source=source, index=number, sharp=sharp_path, blurry=blurry_path,
+            blurry_frames=names, frames_averaged=[], sharp_frame=0, window=plan.motion.window,
+            stride=config.motion.frame_stride, fps=None, response="srgb", interpolate=plan.motion.substeps,
+            duty_cycle=plan.motion.duty_cycle, noise=plan.noise,
+            jpeg=plan.quality if plan.codec == "jpeg" else None, seed=seed,
+            static=plan.sharp_input or plan.motion.blur_px == 0 and not plan.motion.objects, bit_depth=8,
+            blurry_psnr=round(10 * math.log10(1 / mse), 3) if mse > 0 else 100.0, source_path="on the fly"))
+    manifest = out / MANIFEST_NAME
+    write_records(manifest, records)
+    return manifest
 
 
 def blur_lengths(config: SyntheticConfig, count: int, *, seed: int = 0, size: int = 128) -> np.ndarray:

@@ -83,6 +83,10 @@ FINAL_MODEL = "model.safetensors"
 CSV_COLUMNS = ("step", "time_s", "lr_g", "loss_g", "l_pix", "l_percep", "l_gan", "loss_d",
                "val_psnr", "val_ssim", "val_psnr_input", "val_ssim_input",
                "val_synth_psnr", "val_synth_psnr_input", "val_real_psnr", "val_real_psnr_input")
+# Per-sample PSNR is capped here before averaging: a sharp sample fed in unchanged has an
+# infinite (or 100 dB) input PSNR, and one such sample would outweigh every blurred one.
+# A sharp sample that comes out at >= 50 dB counts as untouched.
+VAL_PSNR_CAP = 50.0
 # Validation sets: stored pairs' val split, rendered held-out photos, real footage's pairs.
 VAL_SETS = ("val", "val_synth", "val_real")
 # Mixed into the seed of each step's own RNG (used by the gradient penalty).
@@ -672,8 +676,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean PSNR (``models.metrics``) of the EMA model and of its input on each validation set,
-        and SSIM on the stored pairs' val split: ``val_psnr``, ``val_synth_psnr``, ``val_real_psnr``..."""
+        """Mean PSNR (``models.metrics``, capped at ``VAL_PSNR_CAP`` per sample) of the EMA model and
+        of its input on each validation set, and SSIM on the stored pairs' val split: ``val_psnr``, ``val_synth_psnr``, ``val_real_psnr``..."""
         c = self.config.generator.centre_frame * 3
         result: dict[str, float] = {}
         for name, samples in self.val_sets.items():
@@ -684,7 +688,8 @@ class Trainer:
                 blurry = self._to_device(sample["blurry"][None])
                 sharp = sample["sharp"][None].to(self.device)
                 restored = self.ema(blurry).float().clamp(0, 1)
-                figures = {f"{prefix}_psnr": psnr(restored, sharp), f"{prefix}_psnr_input": psnr(blurry[:, c:c + 3], sharp)}
+                figures = {f"{prefix}_psnr": psnr(restored, sharp).clamp(max=VAL_PSNR_CAP),
+                           f"{prefix}_psnr_input": psnr(blurry[:, c:c + 3], sharp).clamp(max=VAL_PSNR_CAP)}
                 if name == "val":
                     figures.update(val_ssim=ssim(restored, sharp), val_ssim_input=ssim(blurry[:, c:c + 3], sharp))
                 for key, value in figures.items():

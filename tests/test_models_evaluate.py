@@ -169,6 +169,9 @@ def test_evaluate_numbers_match_a_direct_computation(tmp_path):
     assert "RGB" in saved["definitions"]["psnr"] and "11x11" in saved["definitions"]["ssim"]
     plot = cv2.imread(str(plot_path))
     assert plot.shape == (PLOT_SIZE[1], PLOT_SIZE[0], 3) and plot.std() > 10  # drawn, not blank
+    sheet = cv2.imread(str(json_path.with_name("sheet.png")))
+    # one row per blurred pair (two here): blurred | restored | sharp
+    assert sheet.shape[0] == 2 * 256 and sheet.shape[1] >= 3 * 256 and sheet.std() > 10
 
 
 def test_an_identity_model_passes_the_sharp_frame_checks(tmp_path, identity_model_file):

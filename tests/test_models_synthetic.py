@@ -161,3 +161,17 @@ def test_training_mixes_stored_and_onthefly_pairs(tmp_path, photos):
     assert result.step == 6
     assert {"val_psnr", "val_real_psnr"} <= set(result.validation)
     assert all(np.isfinite(loss) for _, loss in result.losses)
+
+
+def test_render_pairs_writes_pairs_that_evaluate_reads(tmp_path, photos, identity_model_file):
+    from models.cli import main
+    from models.evaluate import EvaluateConfig, evaluate
+
+    assert main(["render-pairs", str(photos), str(tmp_path / "pairs"), "--val-photos", "gamma",
+                 "--count", "5", "--size", "32"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "pairs" / "manifest.jsonl").read_text().splitlines()]
+    assert len(records) == 5 and {r["source"] for r in records} == {"gamma_rendered"}
+    report = evaluate(EvaluateConfig(model=identity_model_file, pairs=str(tmp_path / "pairs"), baselines=False),
+                      progress=False)
+    assert len(report.results) == 5
+    assert all(abs(r.gain) < 1e-6 for r in report.results)  # the identity changes nothing
