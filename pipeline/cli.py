@@ -26,6 +26,8 @@ examples:
   python -m pipeline process long.mp4 --workers 4           # 4 Ray workers (e.g. 4 GPUs)
   python -m pipeline process long.mp4 --address HEAD:6379   # every GPU of a Ray cluster
   python -m pipeline process clip.mp4 --compare before_after.png   # see what it did
+  python -m pipeline process photo.tif                      # writes photo.deblurred.tif (16-bit kept)
+  python -m pipeline process shot_010/ -o shot_010_sharp/   # numbered frames, same names
 
 With more than one worker, or --address, the video is cut at keyframes into segments that
 Ray workers restore in parallel (each loads the model once and takes one GPU); the segments
@@ -98,12 +100,15 @@ def add_ray_arguments(parser: argparse.ArgumentParser, *, workers_help: str,
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("process", help="deblur one video file",
+    p = sub.add_parser("process", help="deblur a video, an image or a folder of frames",
                        description=DESCRIPTION, epilog=PROCESS_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", type=Path, help="the video to deblur (any format FFmpeg reads)")
+    p.add_argument("input", type=Path,
+                   help="the video to deblur (any format FFmpeg reads), an image (PNG, JPEG, "
+                        "TIFF, WebP, BMP; 16-bit and alpha kept) or a folder of numbered frames")
     p.add_argument("-o", "--output", type=Path,
-                   help="output file (default: INPUT's name with .deblurred before the extension)")
+                   help="output file, or folder for a folder of frames (default: INPUT's name "
+                        "with .deblurred before the extension)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     add_model_arguments(p)
     add_ray_arguments(p, workers_help="Ray workers restoring segments of the video in "
@@ -144,12 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from pipeline.process import process_video  # heavy imports (torch) after --help
+    from pipeline.images import is_image_input, process_images  # heavy imports (torch)
+    from pipeline.process import process_video                    # after --help
 
     try:
         config = process_config(args)
         workers = args.workers if args.workers is not None else _local_gpus(args)
-        if workers > 1 or args.address is not None:
+        if is_image_input(args.input):
+            if (args.workers or 1) > 1 or args.address is not None or config.compare is not None:
+                raise PipelineError("images and folders of frames run in this process: leave "
+                                    "out --workers, --address and --compare")
+            result = process_images(args.input, args.output, config=config)
+        elif workers > 1 or args.address is not None:
             if config.compare is not None:
                 raise PipelineError("--compare works with one worker (leave out --workers/--address)")
             from pipeline.parallel import ParallelConfig, process_video_parallel
