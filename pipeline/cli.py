@@ -23,6 +23,7 @@ examples:
   python -m pipeline process clip.mp4 -o out.mkv --crf 16 --preset slow
   python -m pipeline process clip.mov --model my.safetensors --device cuda:1 --precision fp16
   python -m pipeline process 8k.mp4 --tile 512              # frames too big for the GPU
+  python -m pipeline process clip.mp4 --strength 0.6        # a gentler effect
   python -m pipeline process long.mp4 --workers 4           # 4 Ray workers (e.g. 4 GPUs)
   python -m pipeline process long.mp4 --address HEAD:6379   # every GPU of a Ray cluster
   python -m pipeline process clip.mp4 --compare before_after.png   # see what it did
@@ -43,6 +44,13 @@ def _positive_or_zero(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -55,6 +63,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path,
                         help="generator checkpoint: our .safetensors, or a BasicSR/Real-ESRGAN "
                              "or ESRGAN 1x .pth (default: the model shipped with unsmear)")
+    parser.add_argument("--strength", type=_fraction, default=1.0,
+                        help="how much deblurring to apply, 0..1: the output is the input "
+                             "blended with the restored frame (default 1: fully restored)")
     g = parser.add_argument_group("compute")
     g.add_argument("--device", default="auto",
                    help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
@@ -136,6 +147,7 @@ def process_config(args: argparse.Namespace, **overrides) -> ProcessConfig:
         encoder=EncoderSettings(codec=args.codec, crf=args.crf, preset=args.preset,
                                 pix_fmt=args.pix_fmt),
         compile=args.compile,
+        strength=args.strength,
         hwdec=args.hwdec,
         compare=getattr(args, "compare", None),
         overwrite=getattr(args, "overwrite", False),

@@ -78,7 +78,7 @@ def make_restorer(config: ProcessConfig, model: RRDBNet | None = None) -> Restor
                     device=resolve_device(config.device), precision=config.precision,
                     batch_size=config.batch_size, tile=config.tile,
                     tile_overlap=config.tile_overlap, compile=config.compile,
-                    cpu_threads=_cpu_threads(config.cpu_threads))
+                    cpu_threads=_cpu_threads(config.cpu_threads), strength=config.strength)
 
 
 def _check_output(input_path: Path, output: Path, overwrite: bool, *,
