@@ -2,7 +2,8 @@
 
 A source is a video file or a folder of numbered frames. Videos are read with
 decord (batches of frames per window, forward only: see DecordReader), or with
-PyAV where decord cannot: deeper than
+PyAV where decord is not installed (it has wheels for x86-64 Linux and Windows
+only) or cannot read the video: deeper than
 8 bits, codecs decord's bundled FFmpeg lacks, or containers whose frame count
 decord gets wrong (decord then hangs at the end of the file, dmlc/decord#373).
 PyAV also reads the capture rate that phones write into slow-motion clips
@@ -23,8 +24,12 @@ from typing import Iterator, Protocol
 # cv2 before decord, always: see dataset_builder/__init__.py.
 import cv2  # noqa: F401
 import av
-import decord
 import numpy as np
+
+try:
+    import decord
+except ImportError:  # no decord wheel for this platform (macOS, Linux ARM): PyAV reads all
+    decord = None
 
 from dataset_builder.errors import BuildError
 from dataset_builder.images import IMAGE_SUFFIXES, read_image
@@ -208,7 +213,7 @@ def _probe_video(path: Path, name: str, fps: float | None) -> SourceInfo:
     info = SourceInfo(path=path, name=name, kind="video", num_frames=packets, width=ctx.width,
                       height=ctx.height, channels=channels, bit_depth=16 if bits > 8 else 8,
                       fps=fps_value, fps_origin=origin, reader="pyav")
-    if bits <= 8 and channels == 3:
+    if bits <= 8 and channels == 3 and decord is not None:
         info = _prefer_decord(info)
     reader = open_source(info)
     try:

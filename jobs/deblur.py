@@ -11,6 +11,7 @@ running the same command again redoes exactly what is not done.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -19,13 +20,17 @@ import av
 
 from jobs import ledger as ledger_states
 from jobs.errors import JobError
-from jobs.folder import FolderConfig, find_videos, mirrored_output, remove_leftovers
+from jobs.folder import (FolderConfig, find_frame_folders, find_videos, mirrored_output,
+                         remove_leftovers)
 from jobs.ledger import LEDGER_NAME, Ledger
 from jobs.report import DONE, FAILED, REPORT_NAME, SKIPPED, Report, Row, rows_in_order
 from jobs.settings import deblur_fingerprint
 from models.generator import RRDBNet
 from pipeline.config import ProcessConfig
+from pipeline.errors import PipelineError
+from pipeline.images import process_images
 from pipeline.parallel import ParallelConfig, VideoOutcome, VideoRequest, WorkerPool
+from pipeline.process import load_model
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +85,10 @@ def deblur_folder(in_dir: str | Path, out_dir: str | Path, *,
     check_encoder(config)
     exclude = out_dir if in_dir in out_dir.parents else None
     videos = find_videos(in_dir, patterns=folder.patterns, exclude=exclude)
-    if not videos:
+    frame_folders = find_frame_folders(in_dir, patterns=folder.patterns, exclude=exclude)
+    if not videos and not frame_folders:
         matching = f" matching {' '.join(folder.patterns)}" if folder.patterns else ""
-        raise JobError(f"no videos{matching} found under {in_dir}")
+        raise JobError(f"no videos{matching} found under {in_dir} (nor folders of images)")
     out_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(out_dir / LEDGER_NAME)
     settings = deblur_fingerprint(config, model)
@@ -139,7 +145,42 @@ def deblur_folder(in_dir: str | Path, out_dir: str | Path, *,
             with WorkerPool(config, parallel=parallel, model=model) as own_pool:
                 own_pool.run(requests(), on_outcome=on_outcome, progress=config.progress,
                              description="deblur")
+    _deblur_frame_folders(frame_folders, in_dir, out_dir, ledger=ledger, settings=settings,
+                          rows=rows, config=config, model=model)
     report = Report(command="deblur", rows=rows_in_order(list(rows.values())),
                     seconds=time.perf_counter() - started)
     report.write(folder.report or out_dir / REPORT_NAME)
     return report
+
+
+def _deblur_frame_folders(folders: list[Path], in_dir: Path, out_dir: Path, *, ledger: Ledger,
+                          settings: str, rows: dict[str, Row], config: ProcessConfig,
+                          model: RRDBNet | None) -> None:
+    """Deblur each folder of image frames into the same relative folder under ``out_dir``
+    (frames replaced by name, the folder's restored videos left alone), in this process, one
+    after another: the worker pool is built around video segments."""
+    config = dataclasses.replace(config, overwrite=True)  # ours to replace, as for videos
+    generator = model
+    for rel in folders:
+        item = f"{rel.as_posix()}/"
+        source, output = in_dir / rel, out_dir / rel
+        if ledger.is_done(item, settings, source, output):
+            entry = ledger.latest(item)
+            rows[item] = Row(item=item, output=str(output), status=SKIPPED, frames=entry.frames,
+                             seconds=entry.seconds)
+            continue
+        ledger.record(item, ledger_states.RUNNING, settings, source)
+        try:
+            generator = generator if generator is not None else load_model(config.model)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            remove_leftovers(output)
+            result = process_images(source, output, config=config, model=generator)
+        except PipelineError as exc:
+            ledger.record(item, ledger_states.FAILED, settings, source, error=str(exc))
+            rows[item] = Row(item=item, output=str(output), status=FAILED, error=str(exc))
+            log.warning("%s", exc)
+            continue
+        ledger.record(item, ledger_states.DONE, settings, source, frames=result.frames,
+                      seconds=result.seconds)
+        rows[item] = Row(item=item, output=str(output), status=DONE, frames=result.frames,
+                         seconds=result.seconds)

@@ -1,4 +1,5 @@
-"""Finding the videos under a folder and mirroring its tree into an output folder.
+"""Finding the videos (and folders of image frames) under a folder and mirroring its tree
+into an output folder.
 
 A file is a video when its extension says so, or, for unknown extensions, when FFmpeg finds a
 video stream in it that is not a single still image. Hidden files and folders (names starting
@@ -12,12 +13,13 @@ import fnmatch
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import av
 
+from pipeline.images import is_image
 from pipeline.video_writer import default_output_suffix
 
 log = logging.getLogger(__name__)
@@ -58,15 +60,9 @@ def find_videos(in_dir: Path, *, patterns: Sequence[str] = (), exclude: Path | N
         exclude: a folder to leave out (the output folder, when inside ``in_dir``).
     """
     in_dir = Path(in_dir)
-    skip = exclude.resolve() if exclude is not None else None
     found: list[Path] = []
-    for folder, dirs, files in os.walk(in_dir):
-        folder_path = Path(folder)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and (skip is None or (folder_path / d).resolve() != skip))
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
+    for folder_path, files in _walk(in_dir, exclude):
+        for name in files:
             path = folder_path / name
             rel = path.relative_to(in_dir)
             if patterns and not matches_patterns(rel, patterns):
@@ -74,6 +70,33 @@ def find_videos(in_dir: Path, *, patterns: Sequence[str] = (), exclude: Path | N
             if is_video(path):
                 found.append(rel)
     return sorted(found, key=lambda p: p.as_posix())
+
+
+def find_frame_folders(in_dir: Path, *, patterns: Sequence[str] = (),
+                       exclude: Path | None = None) -> list[Path]:
+    """Folders under ``in_dir`` (itself included) that hold image files, as sorted paths
+    relative to it: each is deblurred as one folder of numbered frames. Hidden folders and
+    ``exclude`` are left out; ``patterns`` match the folder's name or relative path."""
+    in_dir = Path(in_dir)
+    found: list[Path] = []
+    for folder_path, files in _walk(in_dir, exclude):
+        rel = folder_path.relative_to(in_dir)
+        if patterns and not matches_patterns(rel, patterns):
+            continue
+        if any(is_image(folder_path / name) for name in files):
+            found.append(rel)
+    return sorted(found, key=lambda p: p.as_posix())
+
+
+def _walk(in_dir: Path, exclude: Path | None) -> Iterator[tuple[Path, list[str]]]:
+    """(folder, sorted file names) for ``in_dir`` and every folder below it, hidden entries
+    and the ``exclude`` folder left out."""
+    skip = exclude.resolve() if exclude is not None else None
+    for folder, dirs, files in os.walk(in_dir):
+        folder_path = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and (skip is None or (folder_path / d).resolve() != skip))
+        yield folder_path, sorted(name for name in files if not name.startswith("."))
 
 
 def matches_patterns(rel: Path, patterns: Sequence[str]) -> bool:

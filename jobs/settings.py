@@ -31,6 +31,8 @@ def deblur_fingerprint(config: ProcessConfig, model: RRDBNet | None = None) -> s
         "encoder": asdict(config.encoder),
     }
     fields["encoder"].pop("threads", None)  # encoder threads don't change the bytes we keep
+    if config.strength != 1.0:  # left out at its default, so older ledgers stay valid
+        fields["strength"] = config.strength
     return _digest(fields)
 
 

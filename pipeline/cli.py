@@ -23,9 +23,12 @@ examples:
   python -m pipeline process clip.mp4 -o out.mkv --crf 16 --preset slow
   python -m pipeline process clip.mov --model my.safetensors --device cuda:1 --precision fp16
   python -m pipeline process 8k.mp4 --tile 512              # frames too big for the GPU
+  python -m pipeline process clip.mp4 --strength 0.6        # a gentler effect
   python -m pipeline process long.mp4 --workers 4           # 4 Ray workers (e.g. 4 GPUs)
   python -m pipeline process long.mp4 --address HEAD:6379   # every GPU of a Ray cluster
   python -m pipeline process clip.mp4 --compare before_after.png   # see what it did
+  python -m pipeline process photo.tif                      # writes photo.deblurred.tif (16-bit kept)
+  python -m pipeline process shot_010/ -o shot_010_sharp/   # numbered frames, same names
 
 With more than one worker, or --address, the video is cut at keyframes into segments that
 Ray workers restore in parallel (each loads the model once and takes one GPU); the segments
@@ -41,6 +44,13 @@ def _positive_or_zero(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -53,6 +63,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path,
                         help="generator checkpoint: our .safetensors, or a BasicSR/Real-ESRGAN "
                              "or ESRGAN 1x .pth (default: the model shipped with unsmear)")
+    parser.add_argument("--strength", type=_fraction, default=1.0,
+                        help="how much deblurring to apply, 0..1: the output is the input "
+                             "blended with the restored frame (default 1: fully restored)")
     g = parser.add_argument_group("compute")
     g.add_argument("--device", default="auto",
                    help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
@@ -98,12 +111,15 @@ def add_ray_arguments(parser: argparse.ArgumentParser, *, workers_help: str,
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("process", help="deblur one video file",
+    p = sub.add_parser("process", help="deblur a video, an image or a folder of frames",
                        description=DESCRIPTION, epilog=PROCESS_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", type=Path, help="the video to deblur (any format FFmpeg reads)")
+    p.add_argument("input", type=Path,
+                   help="the video to deblur (any format FFmpeg reads), an image (PNG, JPEG, "
+                        "TIFF, WebP, BMP; 16-bit and alpha kept) or a folder of numbered frames")
     p.add_argument("-o", "--output", type=Path,
-                   help="output file (default: INPUT's name with .deblurred before the extension)")
+                   help="output file, or folder for a folder of frames (default: INPUT's name "
+                        "with .deblurred before the extension)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     add_model_arguments(p)
     add_ray_arguments(p, workers_help="Ray workers restoring segments of the video in "
@@ -131,6 +147,7 @@ def process_config(args: argparse.Namespace, **overrides) -> ProcessConfig:
         encoder=EncoderSettings(codec=args.codec, crf=args.crf, preset=args.preset,
                                 pix_fmt=args.pix_fmt),
         compile=args.compile,
+        strength=args.strength,
         hwdec=args.hwdec,
         compare=getattr(args, "compare", None),
         overwrite=getattr(args, "overwrite", False),
@@ -144,12 +161,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from pipeline.process import process_video  # heavy imports (torch) after --help
+    from pipeline.images import is_image_input, process_images  # heavy imports (torch)
+    from pipeline.process import process_video                    # after --help
 
     try:
         config = process_config(args)
         workers = args.workers if args.workers is not None else _local_gpus(args)
-        if workers > 1 or args.address is not None:
+        if is_image_input(args.input):
+            if (args.workers or 1) > 1 or args.address is not None or config.compare is not None:
+                raise PipelineError("images and folders of frames run in this process: leave "
+                                    "out --workers, --address and --compare")
+            result = process_images(args.input, args.output, config=config)
+        elif workers > 1 or args.address is not None:
             if config.compare is not None:
                 raise PipelineError("--compare works with one worker (leave out --workers/--address)")
             from pipeline.parallel import ParallelConfig, process_video_parallel

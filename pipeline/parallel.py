@@ -183,7 +183,8 @@ class SegmentWorker:
         config = self.config
         self.restorer = Restorer(generator, device=self.device, precision=config.precision,
                                  batch_size=config.batch_size, tile=config.tile,
-                                 tile_overlap=config.tile_overlap, compile=config.compile)
+                                 tile_overlap=config.tile_overlap, compile=config.compile,
+                                 strength=config.strength)
 
     def restore(self, task: SegmentTask, model: list | None = None, progress=None,
                 key: tuple = (), kill_once: str | None = None) -> SegmentResult:

@@ -71,13 +71,27 @@ def load_model(path: Path | None) -> RRDBNet:
         raise PipelineError(str(exc)) from exc
 
 
-def _check_output(input_path: Path, output: Path, overwrite: bool) -> None:
+def make_restorer(config: ProcessConfig, model: RRDBNet | None = None) -> Restorer:
+    """The Restorer for a run on this machine: ``model`` or ``config.model`` (None = the
+    default model), on ``config``'s device with its precision, batching and tiling."""
+    return Restorer(model if model is not None else load_model(config.model),
+                    device=resolve_device(config.device), precision=config.precision,
+                    batch_size=config.batch_size, tile=config.tile,
+                    tile_overlap=config.tile_overlap, compile=config.compile,
+                    cpu_threads=_cpu_threads(config.cpu_threads), strength=config.strength)
+
+
+def _check_output(input_path: Path, output: Path, overwrite: bool, *,
+                  allow_folder: bool = False) -> None:
+    """Refuse outputs that would lose data or can't be written; ``allow_folder`` for outputs
+    that are folders (of image frames)."""
     if output.resolve() == input_path.resolve():
         raise PipelineError(f"{output}: the output would overwrite the input")
     if output.exists() and not overwrite:
         raise PipelineError(f"{output}: already exists (pass --overwrite to replace it)")
-    if output.is_dir():
-        raise PipelineError(f"{output}: is a directory")
+    if output.is_dir() != allow_folder and output.exists():
+        raise PipelineError(f"{output}: is a directory" if output.is_dir()
+                            else f"{output}: is a file, not a folder")
     folder = output.parent
     if not folder.is_dir():
         raise PipelineError(f"{folder}: output folder does not exist")
@@ -167,11 +181,7 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
     _check_output(input_path, output, config.overwrite)
     if config.compare is not None:
         _check_output(input_path, Path(config.compare), config.overwrite)
-    device = resolve_device(config.device)
-    restorer = Restorer(model if model is not None else load_model(config.model), device=device,
-                        precision=config.precision, batch_size=config.batch_size,
-                        tile=config.tile, tile_overlap=config.tile_overlap,
-                        compile=config.compile, cpu_threads=_cpu_threads(config.cpu_threads))
+    restorer = make_restorer(config, model)
     partial = output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
     started = time.perf_counter()
     try:

@@ -77,12 +77,17 @@ class Restorer:
         compile: run the model through ``torch.compile`` (batches are padded to a fixed size
             so it compiles once).
         cpu_threads: torch threads on the CPU (0 = leave torch's setting alone).
+        strength: how much of the correction to apply, 0..1: the output is
+            ``input + strength * (restored - input)`` (1 = the model's output, 0 = the input).
     """
 
     def __init__(self, model: RRDBNet, *, device: torch.device, precision: str = "auto",
                  batch_size: int = 0, tile: int = 0,
                  tile_overlap: int = DEFAULT_TILE_OVERLAP, compile: bool = False,
-                 cpu_threads: int = 0) -> None:
+                 cpu_threads: int = 0, strength: float = 1.0) -> None:
+        if not 0.0 <= strength <= 1.0:
+            raise PipelineError(f"strength must be between 0 and 1, got {strength}")
+        self.strength = strength
         self.device = device
         self.precision = resolve_precision(precision, device)
         if device.type == "cpu" and cpu_threads:
@@ -224,7 +229,11 @@ class Restorer:
                                      overlap=self.tile_overlap)
             else:
                 restored = self._forward(stacked)
-        out = restored.float().clamp_(0, 1).mul_(max_value).round_()
+        restored = restored.float()
+        if self.strength != 1.0:  # blend with the input frame, on the device
+            centre = frames[self.context:self.context + size]
+            restored = torch.lerp(centre, restored, self.strength)
+        out = restored.clamp_(0, 1).mul_(max_value).round_()
         out = out.permute(0, 2, 3, 1)
         if max_value > 255:
             out = out.to(torch.int32).cpu().numpy().astype(np.uint16)

@@ -1,0 +1,50 @@
+"""`jobs deblur` over folders of image frames: mirrored, same names, resumable, a bad folder
+reported while the others complete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from jobs import cli
+from tests.media import frame_rgb
+
+
+def _frames(folder: Path, count: int, *, depth: int = 8) -> list[np.ndarray]:
+    folder.mkdir(parents=True)
+    frames = [frame_rgb(i, 40, 30, depth=depth) for i in range(count)]
+    for i, rgb in enumerate(frames):
+        assert cv2.imwrite(str(folder / f"f{i + 1:03d}.png"), rgb[:, :, ::-1])
+    return frames
+
+
+def test_folders_of_frames_are_deblurred_resumably(tmp_path, capsys, identity_model_file):
+    root = tmp_path / "in"
+    plate = _frames(root / "shots" / "plate", 4, depth=16)
+    _frames(root / "bad", 2)
+    assert cv2.imwrite(str(root / "bad" / "f003.png"), frame_rgb(2, 16, 16))  # another size
+    out = tmp_path / "out"
+    args = ["deblur", str(root), str(out), "--model", identity_model_file, "-q",
+            "--device", "cpu"]
+
+    assert cli.main(args) == cli.EXIT_FAILED_ITEMS  # one folder failed, the other is done
+    capsys.readouterr()
+    names = sorted(p.name for p in (out / "shots" / "plate").iterdir())
+    assert names == ["f001.png", "f002.png", "f003.png", "f004.png"]
+    for name, rgb in zip(names, plate):
+        written = cv2.imread(str(out / "shots" / "plate" / name), cv2.IMREAD_UNCHANGED)
+        assert written.dtype == np.uint16  # 16 bits kept
+        np.testing.assert_array_equal(written[:, :, ::-1], rgb)
+    report = json.loads((out / "unsmear-report.json").read_text())
+    status = {row["item"]: (row["status"], row["frames"]) for row in report["items"]}
+    assert status == {"shots/plate/": ("done", 4), "bad/": ("failed", 0)}
+    assert not (out / "bad").exists() or not list((out / "bad").iterdir())
+
+    (root / "bad" / "f003.png").unlink()  # fixed: only that folder is redone
+    assert cli.main(args) == 0
+    report = json.loads((out / "unsmear-report.json").read_text())
+    status = {row["item"]: (row["status"], row["frames"]) for row in report["items"]}
+    assert status == {"shots/plate/": ("skipped", 4), "bad/": ("done", 2)}
