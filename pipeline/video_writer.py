@@ -8,8 +8,10 @@ metadata are carried over, so the output plays exactly like the input, only shar
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -303,8 +305,11 @@ class VideoWriter:
             try:
                 self._out.mux(packet)
             except av.error.FFmpegError as exc:
-                raise PipelineError(f"{self.output_name.name}: writing the video failed "
-                                    f"({exc.strerror})") from exc
+                raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: av.error.FFmpegError) -> PipelineError:
+        return PipelineError(f"{self.output_name.name}: writing the output failed "
+                             f"({exc.strerror})")
 
     def _copy_until(self, seconds: float | None) -> None:
         """Remux copied-stream packets whose time is before ``seconds`` (None = all)."""
@@ -327,6 +332,8 @@ class VideoWriter:
             try:
                 self._out.mux(packet)
             except av.error.FFmpegError as exc:
+                if exc.errno in WRITE_ERRNOS:
+                    raise self._write_error(exc) from exc
                 raise PipelineError(
                     f"{self.output_name.name}: the input's {kind} stream cannot be copied into "
                     f"{self._container_name()} unchanged ({exc.strerror}); "
@@ -335,13 +342,15 @@ class VideoWriter:
     def close(self) -> int:
         """Flush the encoder, copy what is left of the other streams, finish the file.
 
-        Returns the number of video frames written."""
+        Returns the number of video frames written. Raises PipelineError, after the file
+        is closed, if it does not read back with every frame."""
         try:
             self._mux(self._encode(None))
             if self._copies:
                 self._copy_until(None)
         finally:
             self.abort()
+        check_written(self.path, self.frames_written, self.output_name)
         return self.frames_written
 
     def abort(self) -> None:
@@ -352,3 +361,43 @@ class VideoWriter:
                 except av.error.FFmpegError as exc:
                     log.debug("closing %s: %s", container.name, exc)
         self._source = None
+
+
+# Errors of the file system, not of the data: the output can't be written, whatever goes in.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOENT, errno.EROFS,
+                          errno.EFBIG})
+# Less free space than this left beside a short output means the disk filled up.
+NEARLY_FULL_BYTES = 16 * 1024 * 1024
+
+
+def check_written(path: Path, frames: int, name: Path | None = None) -> None:
+    """Refuse an output that does not read back with ``frames`` video frames.
+
+    FFmpeg's muxers do not report failed writes (a full disk, a quota, a folder removed
+    meanwhile): the file is left cut short, with no index, and closing it still succeeds.
+    Reading it back is the only way to know it holds what was written.
+    """
+    name = name or path
+    readable = 0
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            for packet in container.demux(stream):
+                readable += bool(packet.size)
+    except (av.error.FFmpegError, IndexError, OSError):
+        pass  # counted what could be read
+    if readable == frames:
+        return
+    raise PipelineError(f"{name.name}: writing the output failed ({_write_failure(path)}): it "
+                        f"reads back with {readable} of the {frames} frames written")
+
+
+def _write_failure(path: Path) -> str:
+    """The likely reason why a file came out short, for the error message."""
+    folder = path.parent
+    if not folder.is_dir():
+        return f"the folder {folder} was removed while writing"
+    free = shutil.disk_usage(folder).free
+    if free < NEARLY_FULL_BYTES:
+        return f"the disk is full: {free // 1024} KiB free in {folder}"
+    return "a write error: disk full, quota exceeded or an I/O error"
