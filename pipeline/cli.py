@@ -68,6 +68,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--hwdec", default="none", choices=("none", "auto", "cuda"),
                    help="decode on the GPU with NVDEC (cuda; streams it can't decode fall back "
                         "to the CPU), auto = cuda when a GPU is present (default: none)")
+    parser.add_argument("--accept-damaged", action="store_true",
+                        help="restore every frame that decodes from a damaged input (cut "
+                             "short, corrupt packets) and warn, instead of failing")
     g.add_argument("--compile", action="store_true",
                    help="run the model through torch.compile (pays off on GPU for long videos; "
                         "the first batch takes a minute longer)")
@@ -131,6 +134,7 @@ def process_config(args: argparse.Namespace, **overrides) -> ProcessConfig:
         encoder=EncoderSettings(codec=args.codec, crf=args.crf, preset=args.preset,
                                 pix_fmt=args.pix_fmt),
         compile=args.compile,
+        accept_damaged=args.accept_damaged,
         hwdec=args.hwdec,
         compare=getattr(args, "compare", None),
         overwrite=getattr(args, "overwrite", False),

@@ -31,3 +31,4 @@ class ProcessConfig:
     queue_frames: int = 32          # frames buffered between decode, model and encode stages
     cpu_threads: int = -1           # torch threads on CPU; -1 = all cores but one (left to FFmpeg)
     compile: bool = False           # torch.compile the model (worth it on GPU for long videos)
+    accept_damaged: bool = False    # restore what decodes of a damaged input instead of failing

@@ -493,7 +493,7 @@ class _Run:
         encoder = request.encoder or pool.config.encoder
         codec = choose_codec(encoder, info, output)
         choose_pix_fmt(codec, encoder, info)
-        scan = scan_keyframes(info)
+        scan = scan_keyframes(info, accept_damaged=pool.config.accept_damaged)
         count = _segment_count(scan.frames, self.workers, pool.parallel, request.segments)
         if info.raw_stream and count > 1:
             log.warning("%s: a raw stream has no timestamps to seek by; one worker processes "
@@ -531,6 +531,7 @@ class _Run:
                 encoder=video.request.encoder,
                 decode_threads=self.pool.config.decode_threads,
                 hwdec=self.pool.config.hwdec,
+                accept_damaged=self.pool.config.accept_damaged,
             )
             video.attempts[segment.index] = video.attempts.get(segment.index, 0) + 1
             if video.started is None:

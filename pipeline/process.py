@@ -161,7 +161,7 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
     input_path = Path(input_path)
     convert_threads = config.convert_threads or conversion_threads()
     reader = FrameReader(input_path, threads=config.decode_threads, hwdec=config.hwdec,
-                         convert_threads=convert_threads)
+                         convert_threads=convert_threads, accept_damaged=config.accept_damaged)
     info = reader.info
     output = Path(output) if output is not None else default_output_path(input_path)
     _check_output(input_path, output, config.overwrite)
