@@ -19,7 +19,7 @@ import av
 
 from jobs import ledger as ledger_states
 from jobs.errors import JobError
-from jobs.folder import FolderConfig, find_videos, mirrored_output, remove_leftovers
+from jobs.folder import FolderConfig, find_videos, mirrored_output
 from jobs.ledger import LEDGER_NAME, Ledger
 from jobs.report import DONE, FAILED, REPORT_NAME, SKIPPED, Report, Row, rows_in_order
 from jobs.settings import deblur_fingerprint
@@ -113,7 +113,6 @@ def deblur_folder(in_dir: str | Path, out_dir: str | Path, *,
             for rel in todo:
                 output = mirrored_output(rel, out_dir)
                 output.parent.mkdir(parents=True, exist_ok=True)
-                remove_leftovers(output)
                 # An output the ledger doesn't call done is ours to replace: an earlier run
                 # with other settings, or one killed between the rename and the ledger line.
                 ledger.record(rel.as_posix(), ledger_states.RUNNING, settings, in_dir / rel)

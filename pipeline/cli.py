@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from pipeline.config import ProcessConfig
@@ -144,8 +146,19 @@ def process_config(args: argparse.Namespace, **overrides) -> ProcessConfig:
     return ProcessConfig(**fields)
 
 
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM (a plain `kill`, a scheduler stopping the run) end the run as Ctrl-C does:
+    partial files removed, exit status 130. Shared with ``python -m jobs``."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    interrupt_on_sigterm()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from pipeline.process import process_video  # heavy imports (torch) after --help

@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.colour import ColourProperties
 from pipeline.errors import PipelineError
+from pipeline.leftovers import partial_path
 from pipeline.video_reader import VideoInfo
 from pipeline.video_writer import EncoderSettings, VideoWriter
 
@@ -57,7 +58,7 @@ class Comparison:
     def __init__(self, path: Path, info: VideoInfo, *, colour: ColourProperties,
                  display_matrix, settings: EncoderSettings) -> None:
         self.path = Path(path)
-        self._partial = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}{self.path.suffix}")
+        self._partial = partial_path(self.path)
         self._is_image = self.path.suffix.lower() in IMAGE_SUFFIXES
         self._wanted = grid_indices(info.frame_count)
         self._rows: list[np.ndarray] = []

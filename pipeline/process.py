@@ -27,6 +27,7 @@ from models.generator import RRDBNet
 from pipeline.compare import Comparison
 from pipeline.config import DEFAULT_MODEL_PATH, ProcessConfig
 from pipeline.errors import PipelineError
+from pipeline.leftovers import partial_path, remove_dead_leftovers
 from pipeline.ordered import conversion_threads, ordered_map
 from pipeline.restorer import Restorer, resolve_device
 from pipeline.video_reader import DecodedFrame, FrameReader
@@ -172,7 +173,8 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
                         precision=config.precision, batch_size=config.batch_size,
                         tile=config.tile, tile_overlap=config.tile_overlap,
                         compile=config.compile, cpu_threads=_cpu_threads(config.cpu_threads))
-    partial = output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
+    remove_dead_leftovers(output)
+    partial = partial_path(output)
     started = time.perf_counter()
     try:
         written, codec = _run(reader, restorer, partial, output, config, convert_threads)

@@ -33,6 +33,7 @@ import av
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.leftovers import partial_path
 from pipeline.process import QUEUE_BUDGET_BYTES
 from pipeline.restorer import Restorer
 from pipeline.video_reader import (
@@ -352,7 +353,7 @@ def restore_segment(task: SegmentTask, restorer: Restorer, *,
                          accept_damaged=task.accept_damaged)
     context = restorer.context
     batch = restorer.batch_size_for(reader.info.height, reader.info.width)
-    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    partial = partial_path(path)
     writer: VideoWriter | None = None
     pts: list[int] = []
     info = reader.info

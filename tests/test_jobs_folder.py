@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobs import cli
-from jobs.folder import find_videos, mirrored_output, remove_leftovers
+from jobs.folder import find_videos, mirrored_output
 from jobs.ledger import DONE, FAILED, LEDGER_NAME, RUNNING, Ledger
 from jobs.report import Report, Row
 from jobs.settings import deblur_fingerprint
@@ -67,16 +67,6 @@ def test_outputs_mirror_the_tree(tmp_path):
     assert mirrored_output(Path("day1/b.MOV"), tmp_path) == tmp_path / "day1" / "b.MOV"
     # A raw stream can't hold timestamps or audio: its output is Matroska.
     assert mirrored_output(Path("x/raw.h264"), tmp_path) == tmp_path / "x" / "raw.mkv"
-
-
-def test_leftovers_of_an_interrupted_run_are_removed(tmp_path):
-    output = tmp_path / "clip.mp4"
-    (tmp_path / ".clip.partial-123.mp4").write_bytes(b"half")
-    (tmp_path / ".clip.segments-abc").mkdir()
-    (tmp_path / ".clip.segments-abc" / "segment-0-00000.mp4").write_bytes(b"x")
-    (tmp_path / ".other.partial-1.mp4").write_bytes(b"not ours to touch")
-    assert remove_leftovers(output) == 2
-    assert [p.name for p in tmp_path.iterdir()] == [".other.partial-1.mp4"]
 
 
 def test_ledger_done_only_for_same_settings_input_and_existing_output(tmp_path, clip):
