@@ -11,7 +11,7 @@ import pytest
 
 from jobs import cli
 from jobs.folder import find_videos, mirrored_output
-from jobs.ledger import DONE, FAILED, LEDGER_NAME, RUNNING, Ledger
+from jobs.ledger import DONE, FAILED, LEDGER_NAME, RUNNING, Ledger, folder_lock
 from jobs.report import Report, Row
 from jobs.settings import deblur_fingerprint
 from pipeline import EncoderSettings, ProcessConfig
@@ -144,3 +144,21 @@ def test_cli_unknown_option_is_a_usage_error(tree, tmp_path, capsys):
         cli.main(["deblur", str(tree), str(tmp_path / "out"), "--windw", "3"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --windw 3" in capsys.readouterr().err
+
+
+def test_a_second_job_into_the_same_folder_is_refused_and_touches_nothing(tree, tmp_path,
+                                                                          capsys):
+    out_dir = tmp_path / "restored"
+    out_dir.mkdir()
+    working = out_dir / f".a.segments-{os.getpid()}-0123abcd"  # the first job's, in progress
+    working.mkdir()
+    with folder_lock(out_dir):  # the first job, running
+        code = cli.main(["deblur", str(tree), str(out_dir), "-q"])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert err.startswith("error: ") and "another unsmear job" in err
+        assert f"pid {os.getpid()}" in err
+        assert working.is_dir()
+        assert not (out_dir / "unsmear-jobs.jsonl").exists()
+    with folder_lock(out_dir):  # released when the first job ends (or dies)
+        pass
