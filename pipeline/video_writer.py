@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # Per-codec quality defaults: visually lossless-ish, what a restoration user expects.
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 24, "libsvtav1": 28}
+# The CRF values each encoder accepts (x264/x265 clamp silently; VP9 and SVT-AV1 fail late).
+CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libsvtav1": (0, 63)}
 DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8", "libvpx-vp9": "medium"}
 # x264's preset names, mapped onto the speed knobs of encoders that have no presets of their own.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
@@ -206,6 +208,10 @@ class VideoWriter:
         codec = self.codec
         options: dict[str, str] = {}
         if codec in DEFAULT_CRF:
+            low, high = CRF_RANGE[codec]
+            if settings.crf is not None and not low <= settings.crf <= high:
+                raise PipelineError(f"--crf {settings.crf} is outside {codec}'s range "
+                                    f"{low}-{high}")
             options["crf"] = str(settings.crf if settings.crf is not None else DEFAULT_CRF[codec])
         elif settings.crf is not None:
             raise PipelineError(f"--crf does not apply to encoder {codec}; "
