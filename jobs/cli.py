@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from jobs.errors import JobError
-from pipeline.cli import positive_int, add_model_arguments, add_ray_arguments, process_config
+from pipeline.cli import (add_model_arguments, add_ray_arguments, interrupt_on_sigterm,
+                          positive_int, process_config)
 from pipeline.errors import PipelineError
 
 # Exit codes: some items failed (the report says which), a usage or setup mistake, Ctrl-C.
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "build-pairs":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    interrupt_on_sigterm()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -20,15 +20,15 @@ import av
 
 from jobs import ledger as ledger_states
 from jobs.errors import JobError
-from jobs.folder import (FolderConfig, find_frame_folders, find_videos, mirrored_output,
-                         remove_leftovers)
-from jobs.ledger import LEDGER_NAME, Ledger
+from jobs.folder import FolderConfig, find_frame_folders, find_videos, mirrored_output
+from jobs.ledger import LEDGER_NAME, Ledger, folder_lock
 from jobs.report import DONE, FAILED, REPORT_NAME, SKIPPED, Report, Row, rows_in_order
 from jobs.settings import deblur_fingerprint
 from models.generator import RRDBNet
 from pipeline.config import ProcessConfig
 from pipeline.errors import PipelineError
 from pipeline.images import process_images
+from pipeline.leftovers import remove_dead_leftovers
 from pipeline.parallel import ParallelConfig, VideoOutcome, VideoRequest, WorkerPool
 from pipeline.process import load_model
 
@@ -90,67 +90,67 @@ def deblur_folder(in_dir: str | Path, out_dir: str | Path, *,
         matching = f" matching {' '.join(folder.patterns)}" if folder.patterns else ""
         raise JobError(f"no videos{matching} found under {in_dir} (nor folders of images)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(out_dir / LEDGER_NAME)
-    settings = deblur_fingerprint(config, model)
-    rows: dict[str, Row] = {}
-    todo: list[Path] = []
-    claimed: dict[Path, str] = {}
-    for rel in videos:
-        item = rel.as_posix()
-        output = mirrored_output(rel, out_dir)
-        if output in claimed:  # e.g. clip.h264 and clip.mkv, both → clip.mkv
-            rows[item] = Row(item=item, output=str(output), status=FAILED,
-                             error=f"its output {output.name} is also {claimed[output]}'s; "
-                                   f"rename one of them")
-            continue
-        claimed[output] = item
-        if ledger.is_done(item, settings, in_dir / rel, output):
-            entry = ledger.latest(item)
-            rows[item] = Row(item=item, output=str(output), status=SKIPPED, frames=entry.frames,
-                             seconds=entry.seconds)
-        else:
-            todo.append(rel)
-    log.info("%d video(s) found, %d already done, %d to process", len(videos),
-             len(videos) - len(todo), len(todo))
-    if todo:
-        by_input = {(in_dir / rel).resolve(): rel for rel in todo}
-
-        def requests():
-            for rel in todo:
-                output = mirrored_output(rel, out_dir)
-                output.parent.mkdir(parents=True, exist_ok=True)
-                remove_leftovers(output)
-                # An output the ledger doesn't call done is ours to replace: an earlier run
-                # with other settings, or one killed between the rename and the ledger line.
-                ledger.record(rel.as_posix(), ledger_states.RUNNING, settings, in_dir / rel)
-                yield VideoRequest(in_dir / rel, output, overwrite=True, encoder=config.encoder)
-
-        def on_outcome(outcome: VideoOutcome) -> None:
-            rel = by_input[Path(outcome.input).resolve()]
+    with folder_lock(out_dir):
+        ledger = Ledger(out_dir / LEDGER_NAME)
+        settings = deblur_fingerprint(config, model)
+        rows: dict[str, Row] = {}
+        todo: list[Path] = []
+        claimed: dict[Path, str] = {}
+        for rel in videos:
             item = rel.as_posix()
-            done = outcome.status == "done"
-            ledger.record(item, ledger_states.DONE if done else ledger_states.FAILED, settings,
-                          in_dir / rel, frames=outcome.frames, seconds=outcome.seconds,
-                          error=outcome.error)
-            rows[item] = Row(item=item, output=str(outcome.output),
-                             status=DONE if done else FAILED, frames=outcome.frames,
-                             seconds=outcome.seconds, error=outcome.error)
-            if not done:
-                log.warning("%s", outcome.error)
+            output = mirrored_output(rel, out_dir)
+            if output in claimed:  # e.g. clip.h264 and clip.mkv, both → clip.mkv
+                rows[item] = Row(item=item, output=str(output), status=FAILED,
+                                 error=f"its output {output.name} is also {claimed[output]}'s; "
+                                       f"rename one of them")
+                continue
+            claimed[output] = item
+            if ledger.is_done(item, settings, in_dir / rel, output):
+                entry = ledger.latest(item)
+                rows[item] = Row(item=item, output=str(output), status=SKIPPED, frames=entry.frames,
+                                 seconds=entry.seconds)
+            else:
+                todo.append(rel)
+        log.info("%d video(s) found, %d already done, %d to process", len(videos),
+                 len(videos) - len(todo), len(todo))
+        if todo:
+            by_input = {(in_dir / rel).resolve(): rel for rel in todo}
 
-        if pool is not None:
-            pool.run(requests(), on_outcome=on_outcome, progress=config.progress,
-                     description="deblur")
-        else:
-            with WorkerPool(config, parallel=parallel, model=model) as own_pool:
-                own_pool.run(requests(), on_outcome=on_outcome, progress=config.progress,
-                             description="deblur")
-    _deblur_frame_folders(frame_folders, in_dir, out_dir, ledger=ledger, settings=settings,
-                          rows=rows, config=config, model=model)
-    report = Report(command="deblur", rows=rows_in_order(list(rows.values())),
-                    seconds=time.perf_counter() - started)
-    report.write(folder.report or out_dir / REPORT_NAME)
-    return report
+            def requests():
+                for rel in todo:
+                    output = mirrored_output(rel, out_dir)
+                    output.parent.mkdir(parents=True, exist_ok=True)
+                    # An output the ledger doesn't call done is ours to replace: an earlier run
+                    # with other settings, or one killed between the rename and the ledger line.
+                    ledger.record(rel.as_posix(), ledger_states.RUNNING, settings, in_dir / rel)
+                    yield VideoRequest(in_dir / rel, output, overwrite=True, encoder=config.encoder)
+
+            def on_outcome(outcome: VideoOutcome) -> None:
+                rel = by_input[Path(outcome.input).resolve()]
+                item = rel.as_posix()
+                done = outcome.status == "done"
+                ledger.record(item, ledger_states.DONE if done else ledger_states.FAILED, settings,
+                              in_dir / rel, frames=outcome.frames, seconds=outcome.seconds,
+                              error=outcome.error)
+                rows[item] = Row(item=item, output=str(outcome.output),
+                                 status=DONE if done else FAILED, frames=outcome.frames,
+                                 seconds=outcome.seconds, error=outcome.error)
+                if not done:
+                    log.warning("%s", outcome.error)
+
+            if pool is not None:
+                pool.run(requests(), on_outcome=on_outcome, progress=config.progress,
+                         description="deblur")
+            else:
+                with WorkerPool(config, parallel=parallel, model=model) as own_pool:
+                    own_pool.run(requests(), on_outcome=on_outcome, progress=config.progress,
+                                 description="deblur")
+        _deblur_frame_folders(frame_folders, in_dir, out_dir, ledger=ledger, settings=settings,
+                              rows=rows, config=config, model=model)
+        report = Report(command="deblur", rows=rows_in_order(list(rows.values())),
+                        seconds=time.perf_counter() - started)
+        report.write(folder.report or out_dir / REPORT_NAME)
+        return report
 
 
 def _deblur_frame_folders(folders: list[Path], in_dir: Path, out_dir: Path, *, ledger: Ledger,
@@ -173,7 +173,7 @@ def _deblur_frame_folders(folders: list[Path], in_dir: Path, out_dir: Path, *, l
         try:
             generator = generator if generator is not None else load_model(config.model)
             output.parent.mkdir(parents=True, exist_ok=True)
-            remove_leftovers(output)
+            remove_dead_leftovers(output)
             result = process_images(source, output, config=config, model=generator)
         except PipelineError as exc:
             ledger.record(item, ledger_states.FAILED, settings, source, error=str(exc))

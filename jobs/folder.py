@@ -12,7 +12,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -128,28 +127,3 @@ def mirrored_output(rel: Path, out_dir: Path) -> Path:
     """Where the restored ``rel`` goes: the same relative path under ``out_dir``, with the
     input's extension (raw streams, which can't hold timestamps, go into .mkv)."""
     return Path(out_dir) / rel.with_suffix(default_output_suffix(rel))
-
-
-def remove_leftovers(output: Path) -> int:
-    """Delete the hidden partial file and segment folders an interrupted run left for
-    ``output``. Returns how many were removed."""
-    removed = 0
-    folder = output.parent
-    if not folder.is_dir():
-        return 0
-    stem, suffix = glob_escape(output.stem), glob_escape(output.suffix)
-    for pattern in (f".{stem}.partial-*{suffix}", f".{stem}.segments-*"):
-        for leftover in folder.glob(pattern):
-            if leftover.is_dir():
-                shutil.rmtree(leftover)
-            else:
-                leftover.unlink(missing_ok=True)
-            removed += 1
-    if removed:
-        log.info("%s: removed %d leftover(s) of an interrupted run", output, removed)
-    return removed
-
-
-def glob_escape(name: str) -> str:
-    """A file name with glob metacharacters made literal."""
-    return "".join(f"[{c}]" if c in "[]?*" else c for c in name)

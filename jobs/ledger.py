@@ -9,6 +9,8 @@ the rest (failed, interrupted, never started, or changed since).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -17,10 +19,14 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from jobs.errors import JobError
+
 log = logging.getLogger(__name__)
 
 # The ledger's file name in a job's output folder.
 LEDGER_NAME = "unsmear-jobs.jsonl"
+# Held (flock) by the job writing into a folder; the kernel releases it when the job dies.
+LOCK_NAME = ".unsmear-jobs.lock"
 RUNNING = "running"
 DONE = "done"
 FAILED = "failed"
@@ -39,6 +45,26 @@ class Entry:
     seconds: float = 0.0         # wall time spent on it
     error: str | None = None     # one line, for failed items
     time: float = 0.0            # when this line was written (Unix time)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder`` for this job: a second job into the same folder would remove the
+    first's working files and interleave its ledger, so it fails with a clear error instead."""
+    path = Path(folder) / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise JobError(f"{folder}: another unsmear job (pid {owner}) is writing into this "
+                           f"folder; wait for it to end or choose another output folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 class Ledger:

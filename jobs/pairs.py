@@ -27,7 +27,7 @@ from dataset_builder.sources import find_sources, source_name
 from jobs import ledger as states
 from jobs.errors import JobError
 from jobs.folder import FolderConfig, matches_patterns
-from jobs.ledger import LEDGER_NAME, Ledger
+from jobs.ledger import LEDGER_NAME, Ledger, folder_lock
 from jobs.report import DONE, FAILED, REPORT_NAME, SKIPPED, Report, Row, rows_in_order
 from jobs.settings import fingerprint
 from pipeline.parallel import ParallelConfig, connect
@@ -82,28 +82,29 @@ def build_pairs_folder(footage: str | Path, pairs: str | Path, config: BuildConf
         ensure_pairs_folder(pairs, config)
     except BuildError as exc:
         raise JobError(str(exc)) from exc
-    ledger = Ledger(pairs / LEDGER_NAME)
-    settings = fingerprint({"command": "build-pairs", **config.output_fields()})
-    rows: dict[str, Row] = {}
-    todo = []
-    for item, source, name in named:
-        if (pairs / SOURCES_DIR / f"{name}.jsonl").exists():
-            entry = ledger.latest(item)
-            rows[item] = Row(item=item, output=name, status=SKIPPED,
-                             frames=entry.frames if entry else 0,
-                             seconds=entry.seconds if entry else 0.0)
-        else:
-            todo.append((item, source, name))
-    log.info("%d source(s), %d already built, %d to build", len(named), len(named) - len(todo),
-             len(todo))
-    if todo:
-        _run_tasks(todo, pairs, config, parallel, ledger, settings, rows, progress)
-    if any(row.status in (DONE, SKIPPED) for row in rows.values()):
-        write_manifest(pairs)
-    report = Report(command="build-pairs", rows=rows_in_order(list(rows.values())),
-                    seconds=time.perf_counter() - started)
-    report.write(folder.report or pairs / REPORT_NAME)
-    return report
+    with folder_lock(pairs):
+        ledger = Ledger(pairs / LEDGER_NAME)
+        settings = fingerprint({"command": "build-pairs", **config.output_fields()})
+        rows: dict[str, Row] = {}
+        todo = []
+        for item, source, name in named:
+            if (pairs / SOURCES_DIR / f"{name}.jsonl").exists():
+                entry = ledger.latest(item)
+                rows[item] = Row(item=item, output=name, status=SKIPPED,
+                                 frames=entry.frames if entry else 0,
+                                 seconds=entry.seconds if entry else 0.0)
+            else:
+                todo.append((item, source, name))
+        log.info("%d source(s), %d already built, %d to build", len(named), len(named) - len(todo),
+                 len(todo))
+        if todo:
+            _run_tasks(todo, pairs, config, parallel, ledger, settings, rows, progress)
+        if any(row.status in (DONE, SKIPPED) for row in rows.values()):
+            write_manifest(pairs)
+        report = Report(command="build-pairs", rows=rows_in_order(list(rows.values())),
+                        seconds=time.perf_counter() - started)
+        report.write(folder.report or pairs / REPORT_NAME)
+        return report
 
 
 def _names(footage: Path, sources: list[Path], patterns: tuple[str, ...]

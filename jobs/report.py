@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pipeline.leftovers import partial_path
+
 # The JSON report's file name in a job's output folder (unless --report says otherwise).
 REPORT_NAME = "unsmear-report.json"
 # Statuses in the report (the ledger only knows running/done/failed).
@@ -65,7 +67,7 @@ class Report:
         """Write the JSON report atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        partial = partial_path(path)
         partial.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
         os.replace(partial, path)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from pipeline.config import ProcessConfig
@@ -81,6 +83,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--hwdec", default="none", choices=("none", "auto", "cuda"),
                    help="decode on the GPU with NVDEC (cuda; streams it can't decode fall back "
                         "to the CPU), auto = cuda when a GPU is present (default: none)")
+    parser.add_argument("--accept-damaged", action="store_true",
+                        help="restore every frame that decodes from a damaged input (cut "
+                             "short, corrupt packets) and warn, instead of failing")
     g.add_argument("--compile", action="store_true",
                    help="run the model through torch.compile (pays off on GPU for long videos; "
                         "the first batch takes a minute longer)")
@@ -129,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("output")
     o.add_argument("--compare", type=Path, metavar="FILE",
                    help="also write input and output side by side: a video when FILE has a "
-                        "video extension (e.g. compare.mp4), or a PNG/JPEG grid of three frames")
+                        "video extension (e.g. compare.mp4), or a PNG/JPEG grid of three frames "
+                        "with zoomed crops where the model changed most")
+    o.add_argument("--reference", type=Path, metavar="SHARP",
+                   help="with a --compare grid: a video of the input's sharp frames (same size and "
+                        "order); each tile then shows its PSNR against them")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     o.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
     return parser
@@ -148,8 +157,10 @@ def process_config(args: argparse.Namespace, **overrides) -> ProcessConfig:
                                 pix_fmt=args.pix_fmt),
         compile=args.compile,
         strength=args.strength,
+        accept_damaged=args.accept_damaged,
         hwdec=args.hwdec,
         compare=getattr(args, "compare", None),
+        reference=getattr(args, "reference", None),
         overwrite=getattr(args, "overwrite", False),
         progress=not getattr(args, "quiet", False),
     )
@@ -157,8 +168,19 @@ def process_config(args: argparse.Namespace, **overrides) -> ProcessConfig:
     return ProcessConfig(**fields)
 
 
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM (a plain `kill`, a scheduler stopping the run) end the run as Ctrl-C does:
+    partial files removed, exit status 130. Shared with ``python -m jobs``."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    interrupt_on_sigterm()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from pipeline.images import is_image_input, process_images  # heavy imports (torch)
@@ -166,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = process_config(args)
+        if config.reference is not None and (config.compare is None or
+                                             config.compare.suffix.lower() not in (".png", ".jpg", ".jpeg")):
+            raise PipelineError("--reference goes with a --compare grid (a .png or .jpg file)")
         workers = args.workers if args.workers is not None else _local_gpus(args)
         if is_image_input(args.input):
             if (args.workers or 1) > 1 or args.address is not None or config.compare is not None:

@@ -23,6 +23,7 @@ class ProcessConfig:
     tile_overlap: int = 32          # pixels shared by neighbouring tiles, blended linearly
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     compare: Path | None = None     # also write a before/after video (side by side) or PNG grid
+    reference: Path | None = None   # sharp frames of the input (a video), shown with PSNRs in the grid
     overwrite: bool = False         # replace an existing output file
     progress: bool = True           # progress bar on stderr
     decode_threads: int = 0         # decoder threads; 0 = FFmpeg's automatic choice
@@ -32,3 +33,4 @@ class ProcessConfig:
     cpu_threads: int = -1           # torch threads on CPU; -1 = all cores but one (left to FFmpeg)
     compile: bool = False           # torch.compile the model (worth it on GPU for long videos)
     strength: float = 1.0           # 0..1: blend of restored and input (1 = fully restored)
+    accept_damaged: bool = False    # restore what decodes of a damaged input instead of failing

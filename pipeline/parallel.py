@@ -41,6 +41,7 @@ from tqdm import tqdm
 from models.generator import RRDBNet
 from pipeline.config import ProcessConfig
 from pipeline.errors import PipelineError
+from pipeline.leftovers import partial_path, remove_dead_leftovers, segments_folder
 from pipeline.process import ProcessResult, _check_output, default_output_path, load_model
 from pipeline.restorer import Restorer, resolve_device
 from pipeline.segments import (
@@ -494,13 +495,14 @@ class _Run:
         encoder = request.encoder or pool.config.encoder
         codec = choose_codec(encoder, info, output)
         choose_pix_fmt(codec, encoder, info)
-        scan = scan_keyframes(info)
+        scan = scan_keyframes(info, accept_damaged=pool.config.accept_damaged)
         count = _segment_count(scan.frames, self.workers, pool.parallel, request.segments)
         if info.raw_stream and count > 1:
             log.warning("%s: a raw stream has no timestamps to seek by; one worker processes "
                         "it whole", input_path)
         segments = plan_segments(scan, count, context=pool.context)
-        workdir = output.with_name(f".{output.stem}.segments-{uuid.uuid4().hex[:12]}")
+        remove_dead_leftovers(output)
+        workdir = segments_folder(output)
         workdir.mkdir()
         try:
             check_copyable(info, output, workdir)
@@ -532,6 +534,7 @@ class _Run:
                 encoder=video.request.encoder,
                 decode_threads=self.pool.config.decode_threads,
                 hwdec=self.pool.config.hwdec,
+                accept_damaged=self.pool.config.accept_damaged,
             )
             video.attempts[segment.index] = video.attempts.get(segment.index, 0) + 1
             if video.started is None:
@@ -610,7 +613,7 @@ class _Run:
     def _finish(self, video: _Video) -> None:
         results = [video.results[s.index] for s in video.segments]
         output = video.request.output
-        partial = output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
+        partial = partial_path(output)
         stitching = time.perf_counter()
         try:
             stitch(results, video.info, partial, output_name=output)

@@ -27,6 +27,7 @@ from models.generator import RRDBNet
 from pipeline.compare import Comparison
 from pipeline.config import DEFAULT_MODEL_PATH, ProcessConfig
 from pipeline.errors import PipelineError
+from pipeline.leftovers import partial_path, remove_dead_leftovers
 from pipeline.ordered import conversion_threads, ordered_map
 from pipeline.restorer import Restorer, resolve_device
 from pipeline.video_reader import DecodedFrame, FrameReader
@@ -175,14 +176,15 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
     input_path = Path(input_path)
     convert_threads = config.convert_threads or conversion_threads()
     reader = FrameReader(input_path, threads=config.decode_threads, hwdec=config.hwdec,
-                         convert_threads=convert_threads)
+                         convert_threads=convert_threads, accept_damaged=config.accept_damaged)
     info = reader.info
     output = Path(output) if output is not None else default_output_path(input_path)
     _check_output(input_path, output, config.overwrite)
     if config.compare is not None:
         _check_output(input_path, Path(config.compare), config.overwrite)
     restorer = make_restorer(config, model)
-    partial = output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
+    remove_dead_leftovers(output)
+    partial = partial_path(output)
     started = time.perf_counter()
     try:
         written, codec = _run(reader, restorer, partial, output, config, convert_threads)
@@ -235,7 +237,8 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path,
         if config.compare is not None:
             writer_box["compare"] = Comparison(
                 config.compare, info, colour=reader.colour,
-                display_matrix=reader.display_matrix, settings=config.encoder)
+                display_matrix=reader.display_matrix, settings=config.encoder,
+                reference=config.reference)
 
         def convert(item):
             rgb, pts, original = item

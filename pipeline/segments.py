@@ -33,14 +33,16 @@ import av
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.leftovers import partial_path
 from pipeline.process import QUEUE_BUDGET_BYTES
 from pipeline.restorer import Restorer
 from pipeline.video_reader import (
-    TRUNCATION_TOLERANCE_FRACTION,
-    TRUNCATION_TOLERANCE_S,
+    EXACT_FRAME_COUNT_FORMATS,
+    Damage,
     DecodedFrame,
     FrameReader,
     VideoInfo,
+    ffmpeg_reason,
 )
 from pipeline.video_writer import EncoderSettings, VideoWriter
 
@@ -93,6 +95,7 @@ class SegmentTask:
     encoder: EncoderSettings     # the same settings for every segment of a video
     decode_threads: int = 0      # decoder threads; 0 = FFmpeg's automatic choice
     hwdec: str = "none"          # hardware decoding on the worker: none, cuda, auto
+    accept_damaged: bool = False  # restore what decodes of a damaged input (warn, don't fail)
 
 
 @dataclass(frozen=True)
@@ -109,11 +112,12 @@ class SegmentResult:
     codec: str                   # encoder used
 
 
-def scan_keyframes(info: VideoInfo) -> KeyframeScan:
+def scan_keyframes(info: VideoInfo, *, accept_damaged: bool = False) -> KeyframeScan:
     """Read the video packets' timestamps and keyframe flags, without decoding.
 
-    Raises PipelineError for a file that can't be demuxed or is truncated (the same rule as
-    the single-process reader, so both paths refuse the same files).
+    Raises PipelineError for a file that can't be opened, and, unless ``accept_damaged``, for
+    one cut short or unreadable mid-way (the single-process reader's rule, so both paths
+    refuse the same files).
     """
     if info.raw_stream:
         return KeyframeScan(keyframes=(), gop_frames=(), frames=info.frame_count or 0,
@@ -123,6 +127,8 @@ def scan_keyframes(info: VideoInfo) -> KeyframeScan:
     splittable = True
     last_duration = 0
     start = 0
+    damage = Damage(header_frames=info.frame_count if info.container_format
+                    in EXACT_FRAME_COUNT_FORMATS else None, stated_seconds=info.stream_duration)
     try:
         container = av.open(str(info.path), metadata_errors="ignore")
     except av.error.FFmpegError as exc:
@@ -131,6 +137,8 @@ def scan_keyframes(info: VideoInfo) -> KeyframeScan:
         stream = container.streams.video[0]
         start = stream.start_time or 0
         for packet in container.demux(stream):
+            if packet.size or packet.dts is not None:
+                damage.packets += 1
             if packet.size == 0 or packet.is_discard:
                 continue  # demuxer flush markers; frames an edit list cuts are never shown
             pts = packet.pts
@@ -142,13 +150,14 @@ def scan_keyframes(info: VideoInfo) -> KeyframeScan:
             if packet.is_keyframe:
                 keyframes.add(pts)
     except av.error.FFmpegError as exc:
-        raise PipelineError(f"{info.path}: reading the video failed mid-way ({exc}); "
-                            f"the file is truncated or corrupt") from exc
+        damage.unreadable_at = float((max(shown, default=start) - start) * info.time_base)
+        damage.unreadable_reason = ffmpeg_reason(exc)
     finally:
         container.close()
     if not shown:
         raise PipelineError(f"{info.path}: contains no video frames")
-    _check_not_truncated(info, max(shown) + last_duration - start)
+    damage.note_end(float((max(shown) + last_duration - start) * info.time_base))
+    damage.check(info.path, accept_damaged)
     shown.sort()
     if len(set(shown)) != len(shown):
         splittable = False  # duplicate timestamps: ranges can't tell those frames apart
@@ -163,19 +172,6 @@ def scan_keyframes(info: VideoInfo) -> KeyframeScan:
         gop_frames.append(upper - lower)
     return KeyframeScan(keyframes=tuple(ordered), gop_frames=tuple(gop_frames),
                         frames=len(shown), splittable=splittable)
-
-
-def _check_not_truncated(info: VideoInfo, length: int) -> None:
-    """The single-process reader's rule, applied to packets: frames that stop well before the
-    header's duration mean a truncated file."""
-    stated = info.stream_duration
-    if stated is None:
-        return
-    found = float(length * info.time_base)
-    if stated - found > max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * stated):
-        raise PipelineError(
-            f"{info.path}: truncated: its header says the video lasts {stated:.2f} s "
-            f"but its frames end after {found:.2f} s")
 
 
 def plan_segments(scan: KeyframeScan, count: int, *, context: int = 0) -> list[Segment]:
@@ -353,10 +349,11 @@ def restore_segment(task: SegmentTask, restorer: Restorer, *,
     """
     started = time.perf_counter()
     path = Path(task.path)
-    reader = FrameReader(task.input, threads=task.decode_threads, hwdec=task.hwdec)
+    reader = FrameReader(task.input, threads=task.decode_threads, hwdec=task.hwdec,
+                         accept_damaged=task.accept_damaged)
     context = restorer.context
     batch = restorer.batch_size_for(reader.info.height, reader.info.width)
-    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    partial = partial_path(path)
     writer: VideoWriter | None = None
     pts: list[int] = []
     info = reader.info

@@ -31,8 +31,11 @@ FALLBACK_FRAME_RATE = Fraction(25)
 RAW_STREAM_TIME_BASE = Fraction(1, 90000)
 # A video whose frames end this much before its stated duration is truncated, not just
 # trimmed by an edit list or rounding (seen in real files: up to 0.09 s).
-TRUNCATION_TOLERANCE_S = 0.5
-TRUNCATION_TOLERANCE_FRACTION = 0.1
+TRUNCATION_TOLERANCE_S = 0.25
+TRUNCATION_TOLERANCE_FRACTION = 0.02
+# Containers whose header frame count is their index, one entry per packet (MP4/MOV's sample
+# table). AVI's stated length can exceed its index in files that play fine.
+EXACT_FRAME_COUNT_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,58 @@ class DecodedFrame:
     index: int                   # position in presentation order, from 0
     pts: int                     # in VideoInfo.time_base units, strictly increasing
     rgb: np.ndarray              # (H, W, 3) uint8, or uint16 for sources deeper than 8 bits
+
+
+@dataclass
+class Damage:
+    """What went wrong while reading a damaged input, with where (seconds into the video)."""
+
+    header_frames: int | None = None   # the frame count the header states, if any
+    packets: int = 0                   # video packets read
+    decoded: int = 0                   # frames decoded (bad ones included)
+    decode_errors: list[float] = field(default_factory=list)   # packets the decoder refused
+    corrupt_frames: list[float] = field(default_factory=list)  # frames decoded with errors
+    unreadable_at: float | None = None  # where reading the file stopped with an error
+    unreadable_reason: str = ""
+    stated_seconds: float | None = None  # the duration the header states
+    ends_at: float | None = None         # where the decoded frames end, when well before it
+    last_pts: int | None = None          # of the last packet read, to say where errors are
+
+    def describe(self) -> str | None:
+        """One line of numbers, or None for an undamaged input."""
+        parts = []
+        if self.header_frames and self.packets < self.header_frames:
+            parts.append(f"it holds {self.packets} of the {self.header_frames} frames its "
+                         f"header lists")
+        if self.ends_at is not None:
+            parts.append(f"its frames end at {self.ends_at:.2f} s of the "
+                         f"{self.stated_seconds:.2f} s its header states")
+        if self.unreadable_at is not None:
+            parts.append(f"reading stopped at {self.unreadable_at:.2f} s "
+                         f"({self.unreadable_reason})")
+        for what, times in (("packet(s) failed to decode", self.decode_errors),
+                            ("frame(s) decoded with errors", self.corrupt_frames)):
+            if times:
+                parts.append(f"{len(times)} {what}, the first at {times[0]:.2f} s")
+        return "; ".join(parts) or None
+
+    def note_end(self, seconds: float) -> None:
+        """Note where the frames end: well before the stated duration means a file cut short
+        (not one trimmed by an edit list or rounding)."""
+        stated = self.stated_seconds
+        if stated is not None and stated - seconds > max(TRUNCATION_TOLERANCE_S,
+                                                         TRUNCATION_TOLERANCE_FRACTION * stated):
+            self.ends_at = seconds
+
+    def check(self, path: Path, accept: bool) -> None:
+        """Raise PipelineError for a damaged input, or with ``accept`` log a warning."""
+        found = self.describe()
+        if found is None:
+            return
+        if not accept:
+            raise PipelineError(f"{path}: the input is damaged (truncated or corrupt): {found}; "
+                                f"pass --accept-damaged to restore the frames that decode")
+        log.warning("%s: the input is damaged: %s; restoring the frames that decode", path, found)
 
 
 HWDEC_CHOICES = ("none", "auto", "cuda")
@@ -101,15 +156,15 @@ def _open(path: Path, hwaccel=None) -> av.container.InputContainer:
         except av.error.FFmpegError as exc:
             # No usable GPU decoder here (no device, no driver): decode on the CPU instead.
             log.warning("%s: hardware decoding unavailable (%s); decoding on the CPU",
-                        path, _ffmpeg_reason(exc))
+                        path, ffmpeg_reason(exc))
     try:
         return av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as exc:
-        raise PipelineError(f"{path}: cannot be read as a video ({_ffmpeg_reason(exc)}); "
+        raise PipelineError(f"{path}: cannot be read as a video ({ffmpeg_reason(exc)}); "
                             f"it is truncated, corrupt or not a video file") from exc
 
 
-def _ffmpeg_reason(exc: Exception) -> str:
+def ffmpeg_reason(exc: Exception) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -230,24 +285,32 @@ class FrameReader:
             can't), or "auto" (NVDEC when a CUDA GPU is present).
         convert_threads: threads converting decoded frames to RGB while decoding goes on
             (1 = on the thread iterating ``frames()``).
+        accept_damaged: decode what can be decoded from a damaged input (cut short, corrupt
+            packets) and log a warning with the numbers, instead of raising PipelineError
+            after the last frame.
 
     After the first frame has been read, ``colour`` and ``display_matrix`` describe the
     stream, so the writer can reproduce them.
     """
 
     def __init__(self, path: str | os.PathLike, *, threads: int = 0, hwdec: str = "none",
-                 convert_threads: int = 1) -> None:
+                 convert_threads: int = 1, accept_damaged: bool = False) -> None:
         self._hwaccel = _hwaccel(hwdec)
         self.info = probe(path)
         self._threads = threads
         self._convert_threads = convert_threads
+        self.accept_damaged = accept_damaged
+        self.damage = Damage()
         self.colour = ColourProperties()
         self.display_matrix: tuple[int, ...] | None = None
         self.repaired_timestamps = 0
         self.resized_frames = 0
 
     def frames(self, seek_pts: int | None = None) -> Iterator[DecodedFrame]:
-        """Yield every frame once, in order. Raises PipelineError if decoding fails mid-way.
+        """Yield every frame that decodes, once, in order.
+
+        Raises PipelineError after the last frame if the input is damaged (packets that fail
+        to decode, frames decoded with errors, a file cut short), unless ``accept_damaged``.
 
         Args:
             seek_pts: start decoding at the last keyframe at or before this timestamp (in
@@ -270,6 +333,9 @@ class FrameReader:
             last_pts: int | None = None
             best_effort = _BestEffortTimestamps()
             index = 0
+            self.damage = Damage(header_frames=info.frame_count if seek_pts is None
+                                 and info.container_format in EXACT_FRAME_COUNT_FORMATS else None,
+                                 stated_seconds=info.stream_duration)
 
             def timed() -> Iterator[tuple[int, int, av.VideoFrame]]:
                 nonlocal index, last_pts
@@ -294,7 +360,8 @@ class FrameReader:
         finally:
             container.close()
         if index and last_pts is not None and seek_pts is None:
-            self._check_complete((last_pts + frame_ticks - start) * info.time_base)
+            self.damage.note_end(float((last_pts + frame_ticks - start) * info.time_base))
+        self.damage.check(info.path, self.accept_damaged)
         if self.repaired_timestamps:
             log.warning(
                 "%s: %d frame(s) had no or non-increasing timestamps; gave them the previous "
@@ -306,25 +373,43 @@ class FrameReader:
                 "size %dx%d", info.path, self.resized_frames, info.width, info.height,
             )
 
-    def _check_complete(self, decoded_seconds) -> None:
-        """Refuse a file whose frames stop well before the duration its header states."""
-        stated = self.info.stream_duration
-        if stated is None:
-            return
-        missing = stated - float(decoded_seconds)
-        if missing > max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * stated):
-            raise PipelineError(
-                f"{self.info.path}: truncated: its header says the video lasts {stated:.2f} s "
-                f"but its frames end after {float(decoded_seconds):.2f} s")
-
     def _decode(self, container, stream) -> Iterator[av.VideoFrame]:
-        path = self.info.path
-        try:
-            for packet in container.demux(stream):
-                yield from packet.decode()
-        except av.error.FFmpegError as exc:
-            raise PipelineError(f"{path}: decoding failed mid-way ({_ffmpeg_reason(exc)}); "
-                                f"the file is truncated or corrupt") from exc
+        """Every frame that decodes; what doesn't is noted in ``self.damage``."""
+        damage = self.damage
+        start = stream.start_time or 0
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as exc:
+                # Nothing after this point can be read: flush what the decoder holds.
+                damage.unreadable_at = self._seconds(damage.last_pts, start)
+                damage.unreadable_reason = ffmpeg_reason(exc)
+                packet = None
+            # Empty packets with a timestamp count: AVI's dropped-frame markers are in its
+            # header's frame count. The demuxer's closing flush packets have neither.
+            if packet is not None and (packet.size or packet.dts is not None):
+                damage.packets += 1
+                damage.last_pts = packet.pts if packet.pts is not None else damage.last_pts
+            try:
+                frames = stream.decode(packet)
+            except av.error.FFmpegError:
+                damage.decode_errors.append(self._seconds(damage.last_pts, start))
+                frames = []
+            for frame in frames:
+                damage.decoded += 1
+                if frame.is_corrupt:
+                    damage.corrupt_frames.append(self._seconds(frame.pts, start))
+                yield frame
+            if packet is None:
+                return
+
+    def _seconds(self, pts: int | None, start: int) -> float:
+        if pts is None or self.info.raw_stream:
+            return 0.0
+        return float((pts - start) * self.info.time_base)
 
     def _read_stream_properties(self, frame: av.VideoFrame) -> None:
         self.colour = ColourProperties.of_frame(frame, self.info.pix_fmt)

@@ -8,8 +8,10 @@ metadata are carried over, so the output plays exactly like the input, only shar
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # Per-codec quality defaults: visually lossless-ish, what a restoration user expects.
 DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 24, "libsvtav1": 28}
+# The CRF values each encoder accepts (x264/x265 clamp silently; VP9 and SVT-AV1 fail late).
+CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libsvtav1": (0, 63)}
 DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8", "libvpx-vp9": "medium"}
 # x264's preset names, mapped onto the speed knobs of encoders that have no presets of their own.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
@@ -204,6 +208,10 @@ class VideoWriter:
         codec = self.codec
         options: dict[str, str] = {}
         if codec in DEFAULT_CRF:
+            low, high = CRF_RANGE[codec]
+            if settings.crf is not None and not low <= settings.crf <= high:
+                raise PipelineError(f"--crf {settings.crf} is outside {codec}'s range "
+                                    f"{low}-{high}")
             options["crf"] = str(settings.crf if settings.crf is not None else DEFAULT_CRF[codec])
         elif settings.crf is not None:
             raise PipelineError(f"--crf does not apply to encoder {codec}; "
@@ -303,8 +311,11 @@ class VideoWriter:
             try:
                 self._out.mux(packet)
             except av.error.FFmpegError as exc:
-                raise PipelineError(f"{self.output_name.name}: writing the video failed "
-                                    f"({exc.strerror})") from exc
+                raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: av.error.FFmpegError) -> PipelineError:
+        return PipelineError(f"{self.output_name.name}: writing the output failed "
+                             f"({exc.strerror})")
 
     def _copy_until(self, seconds: float | None) -> None:
         """Remux copied-stream packets whose time is before ``seconds`` (None = all)."""
@@ -327,6 +338,8 @@ class VideoWriter:
             try:
                 self._out.mux(packet)
             except av.error.FFmpegError as exc:
+                if exc.errno in WRITE_ERRNOS:
+                    raise self._write_error(exc) from exc
                 raise PipelineError(
                     f"{self.output_name.name}: the input's {kind} stream cannot be copied into "
                     f"{self._container_name()} unchanged ({exc.strerror}); "
@@ -335,13 +348,15 @@ class VideoWriter:
     def close(self) -> int:
         """Flush the encoder, copy what is left of the other streams, finish the file.
 
-        Returns the number of video frames written."""
+        Returns the number of video frames written. Raises PipelineError, after the file
+        is closed, if it does not read back with every frame."""
         try:
             self._mux(self._encode(None))
             if self._copies:
                 self._copy_until(None)
         finally:
             self.abort()
+        check_written(self.path, self.frames_written, self.output_name)
         return self.frames_written
 
     def abort(self) -> None:
@@ -352,3 +367,43 @@ class VideoWriter:
                 except av.error.FFmpegError as exc:
                     log.debug("closing %s: %s", container.name, exc)
         self._source = None
+
+
+# Errors of the file system, not of the data: the output can't be written, whatever goes in.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOENT, errno.EROFS,
+                          errno.EFBIG})
+# Less free space than this left beside a short output means the disk filled up.
+NEARLY_FULL_BYTES = 16 * 1024 * 1024
+
+
+def check_written(path: Path, frames: int, name: Path | None = None) -> None:
+    """Refuse an output that does not read back with ``frames`` video frames.
+
+    FFmpeg's muxers do not report failed writes (a full disk, a quota, a folder removed
+    meanwhile): the file is left cut short, with no index, and closing it still succeeds.
+    Reading it back is the only way to know it holds what was written.
+    """
+    name = name or path
+    readable = 0
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            for packet in container.demux(stream):
+                readable += bool(packet.size)
+    except (av.error.FFmpegError, IndexError, OSError):
+        pass  # counted what could be read
+    if readable == frames:
+        return
+    raise PipelineError(f"{name.name}: writing the output failed ({_write_failure(path)}): it "
+                        f"reads back with {readable} of the {frames} frames written")
+
+
+def _write_failure(path: Path) -> str:
+    """The likely reason why a file came out short, for the error message."""
+    folder = path.parent
+    if not folder.is_dir():
+        return f"the folder {folder} was removed while writing"
+    free = shutil.disk_usage(folder).free
+    if free < NEARLY_FULL_BYTES:
+        return f"the disk is full: {free // 1024} KiB free in {folder}"
+    return "a write error: disk full, quota exceeded or an I/O error"

@@ -42,3 +42,23 @@ def identity_model_file(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("models") / "identity.safetensors"
     save_generator(make_identity_model(), path)
     return str(path)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 32 KiB file system (tmpfs), for what happens when the disk fills up; root only."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from jobs import cli
-from jobs.folder import find_videos, mirrored_output, remove_leftovers
-from jobs.ledger import DONE, FAILED, LEDGER_NAME, RUNNING, Ledger
+from jobs.folder import find_videos, mirrored_output
+from jobs.ledger import DONE, FAILED, LEDGER_NAME, RUNNING, Ledger, folder_lock
 from jobs.report import Report, Row
 from jobs.settings import deblur_fingerprint
 from pipeline import EncoderSettings, ProcessConfig
@@ -67,16 +67,6 @@ def test_outputs_mirror_the_tree(tmp_path):
     assert mirrored_output(Path("day1/b.MOV"), tmp_path) == tmp_path / "day1" / "b.MOV"
     # A raw stream can't hold timestamps or audio: its output is Matroska.
     assert mirrored_output(Path("x/raw.h264"), tmp_path) == tmp_path / "x" / "raw.mkv"
-
-
-def test_leftovers_of_an_interrupted_run_are_removed(tmp_path):
-    output = tmp_path / "clip.mp4"
-    (tmp_path / ".clip.partial-123.mp4").write_bytes(b"half")
-    (tmp_path / ".clip.segments-abc").mkdir()
-    (tmp_path / ".clip.segments-abc" / "segment-0-00000.mp4").write_bytes(b"x")
-    (tmp_path / ".other.partial-1.mp4").write_bytes(b"not ours to touch")
-    assert remove_leftovers(output) == 2
-    assert [p.name for p in tmp_path.iterdir()] == [".other.partial-1.mp4"]
 
 
 def test_ledger_done_only_for_same_settings_input_and_existing_output(tmp_path, clip):
@@ -154,3 +144,21 @@ def test_cli_unknown_option_is_a_usage_error(tree, tmp_path, capsys):
         cli.main(["deblur", str(tree), str(tmp_path / "out"), "--windw", "3"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --windw 3" in capsys.readouterr().err
+
+
+def test_a_second_job_into_the_same_folder_is_refused_and_touches_nothing(tree, tmp_path,
+                                                                          capsys):
+    out_dir = tmp_path / "restored"
+    out_dir.mkdir()
+    working = out_dir / f".a.segments-{os.getpid()}-0123abcd"  # the first job's, in progress
+    working.mkdir()
+    with folder_lock(out_dir):  # the first job, running
+        code = cli.main(["deblur", str(tree), str(out_dir), "-q"])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert err.startswith("error: ") and "another unsmear job" in err
+        assert f"pid {os.getpid()}" in err
+        assert working.is_dir()
+        assert not (out_dir / "unsmear-jobs.jsonl").exists()
+    with folder_lock(out_dir):  # released when the first job ends (or dies)
+        pass

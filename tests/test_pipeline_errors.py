@@ -131,6 +131,8 @@ def test_existing_output_needs_overwrite(tmp_path, capsys, identity_model_file):
     (["--codec", "nosuchcodec"], "unknown video encoder"),
     (["--preset", "warp9"], "unknown preset"),
     (["--codec", "mpeg4", "--crf", "20"], "--crf does not apply"),
+    (["--crf", "99"], "--crf 99 is outside libx264's range 0-51"),
+    (["--crf", "-1"], "--crf -1 is outside libx264's range 0-51"),
     (["--pix-fmt", "rgb565"], "does not support pixel format"),
     (["--device", "tpu"], "unknown device"),
 ])

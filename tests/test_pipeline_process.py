@@ -157,7 +157,31 @@ def test_compare_writes_before_and_after_side_by_side(tmp_path, identity_model, 
         assert packet_counts(tmp_path / name)["audio"] == clip.audio_packets
     else:
         grid = cv2.imread(str(tmp_path / name))
-        assert grid.shape[1] == 128 and grid.shape[0] > 3 * 48  # three rows: input | output
+        # three frames, each a row of whole frames and a row of zoomed crops: input | output
+        assert grid.shape[1] >= 128 and grid.shape[0] > 6 * 48
+
+
+def test_compare_grid_with_a_sharp_reference_labels_psnr(tmp_path, identity_model, capsys):
+    import dataclasses
+
+    import cv2
+
+    from pipeline.cli import main
+    from pipeline.errors import PipelineError
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=8)
+    config = dataclasses.replace(QUIET, compare=tmp_path / "grid.png", reference=clip.path)
+    process_video(clip.path, tmp_path / "out.mp4", config=config, model=identity_model)
+    grid = cv2.imread(str(tmp_path / "grid.png"))
+    assert grid.shape[1] >= 3 * 64  # input | output | sharp reference
+    small = make_clip(tmp_path / "small.mp4", frames=8, width=32, height=32)
+    wrong = dataclasses.replace(config, reference=small.path, compare=tmp_path / "grid2.png")
+    with pytest.raises(PipelineError, match="32x32"):
+        process_video(clip.path, tmp_path / "out2.mp4", config=wrong, model=identity_model)
+    assert not (tmp_path / "out2.mp4").exists() and not (tmp_path / "grid2.png").exists()
+    # --reference only makes sense with a grid
+    assert main(["process", str(clip.path), "-o", str(tmp_path / "o3.mp4"), "--reference", str(clip.path)]) != 0
+    assert "--reference goes with a --compare grid" in capsys.readouterr().err
 
 
 def test_mp4_with_aac_priming_to_mkv_keeps_video_timestamps(tmp_path, identity_model):

@@ -1,0 +1,97 @@
+"""Damaged input: every frame that decodes is restored, and the damage is never silent.
+
+Without --accept-damaged a damaged input (cut short, corrupt packets) fails with the numbers
+(frames held vs listed, where the frames stop, where decoding failed) and leaves no output;
+with it, the output holds every frame that decodes, at its own timestamp.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import PipelineError
+from pipeline.cli import main
+from pipeline.segments import scan_keyframes
+from pipeline.video_reader import FrameReader, probe, read_timestamps
+from tests.media import make_clip
+
+FRAMES = 91
+
+
+def _cut_mp4(tmp_path: Path) -> Path:
+    """An MP4 (index first) cut at 90 % of its size, as a failed download leaves it."""
+    clip = make_clip(tmp_path / "full.mp4", frames=FRAMES, width=128, height=96, fps=30,
+                     audio="aac", container_options={"movflags": "+faststart"})
+    data = clip.path.read_bytes()
+    cut = tmp_path / "in" / "cut.mp4"
+    cut.parent.mkdir()
+    cut.write_bytes(data[:len(data) * 9 // 10])
+    return cut
+
+
+def _corrupt_ts(tmp_path: Path) -> Path:
+    """An MPEG-TS with three transport packets' payloads garbled in the middle."""
+    clip = make_clip(tmp_path / "full.ts", frames=FRAMES, width=128, height=96, fps=30)
+    data = bytearray(clip.path.read_bytes())
+    middle = len(data) // 188 // 2
+    for k in range(middle, middle + 3):
+        for i in range(k * 188 + 4, k * 188 + 188):  # keep the 4-byte TS header
+            data[i] ^= 0x55
+    bad = tmp_path / "in" / "corrupt.ts"
+    bad.parent.mkdir()
+    bad.write_bytes(bytes(data))
+    return bad
+
+
+def _decodable_timestamps(path: Path) -> list[float]:
+    reader = FrameReader(path, accept_damaged=True)
+    return [float(f.pts * reader.info.time_base) for f in reader.frames()]
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (_cut_mp4, r"it holds \d+ of the 91 frames its header lists; its frames end at"),
+    (_corrupt_ts, r"frame\(s\) decoded with errors, the first at 1\.\d\d s"),
+])
+def test_damaged_input_fails_with_numbers_unless_accepted(tmp_path, capsys, caplog,
+                                                          identity_model_file,
+                                                          damage, expected):
+    source = damage(tmp_path)
+    out = tmp_path / "out" / f"restored{source.suffix}"
+    out.parent.mkdir()
+    code = main(["process", "-q", str(source), "-o", str(out), "--model", identity_model_file])
+    err = capsys.readouterr().err
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "the input is damaged" in lines[0]
+    assert "--accept-damaged" in lines[0]
+    assert __import__("re").search(expected, lines[0]), lines[0]
+    assert list(out.parent.iterdir()) == []
+
+    code = main(["process", "-q", str(source), "-o", str(out), "--model", identity_model_file,
+                 "--accept-damaged"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "the input is damaged" in caplog.text  # still said, as a warning
+    decodable = _decodable_timestamps(source)
+    assert 80 <= len(decodable) < FRAMES
+    tick = float(probe(out).time_base)
+    assert read_timestamps(out) == pytest.approx(decodable, abs=max(1e-6, tick / 2))
+    assert captured.out.split("\t")[1] == f"{len(decodable)} frames"
+
+
+def test_segment_planning_applies_the_same_rule(tmp_path):
+    """Ray runs and `jobs` refuse (or accept) the same inputs as a one-worker run."""
+    info = probe(_cut_mp4(tmp_path))
+    with pytest.raises(PipelineError, match="the input is damaged"):
+        scan_keyframes(info)
+    scan = scan_keyframes(info, accept_damaged=True)
+    assert scan.frames == len(_decodable_timestamps(info.path))
+
+
+def test_undamaged_clips_pass(tmp_path):
+    for name in ("clip.mp4", "clip.ts", "clip.mkv"):
+        clip = make_clip(tmp_path / name, frames=30)
+        assert len(list(FrameReader(clip.path).frames())) == 30
+        assert scan_keyframes(probe(clip.path)).frames == 30
