@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -57,6 +58,11 @@ def test_quick_run_succeeds_and_writes_the_device_and_versions(run, capsys):
     assert status == 0  # every target is n/a on tiny sizes, so none can fail
     assert report["device"] == "cpu" and report["torch"] and report["date"]
     assert report["peak"]["dtype"] == "fp32" and report["peak"]["tflops"] > 0
+    # The CPU peak: a matmul big enough to reach it, on every usable core (not --threads 1).
+    assert report["peak"]["matmul_size"] >= 2048
+    assert report["peak"]["threads"] == len(os.sched_getaffinity(0))
+    measured = [r for r in report["rows"] if r["kind"] == "model-only" and r["status"] == "ok"]
+    assert measured and all(0 < r["of_peak"] < 1 for r in measured)
     assert report["partial"] is False
     assert throughput.main(["--table", str(path)]) == 0  # the table again, from the JSON
     table = capsys.readouterr().out
