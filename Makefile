@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   creates .venv, deblurs a sample clip with the shipped default model
+#   make demo   creates .venv, deblurs a clip of real motion blur with the shipped default model
 #   make test   creates .venv, runs the test suite (CPU only, no network at run time)
 PYTHON ?= python3
 VENV ?= .venv
@@ -24,9 +24,10 @@ test: setup
 
 demo: setup
 	mkdir -p demo_out
-	$(PY) -m pipeline process samples/bikes.mp4 -o demo_out/bikes.deblurred.mp4 \
-		--compare demo_out/bikes.compare.png --overwrite
-	@echo "demo: demo_out/bikes.deblurred.mp4 (deblurred) and demo_out/bikes.compare.png (input | output)"
+	$(PY) -m pipeline process samples/floor_blurred.mp4 -o demo_out/floor.deblurred.mp4 \
+		--compare demo_out/floor.compare.png --reference samples/floor_sharp.mp4 --overwrite
+	@echo "demo: demo_out/floor.deblurred.mp4 (deblurred) and demo_out/floor.compare.png" \
+		"(blurred | restored | sharp, whole frames and zoomed crops, with PSNRs)"
 
 clean:
 	rm -rf $(VENV) demo_out *.egg-info

@@ -2,13 +2,16 @@
 
 Each recipe is ``models/configs/default.yaml`` plus a few overrides, trained for the same
 CPU time of its own process (``max_cpu_minutes``: fair on a shared machine; validation is
-not counted), then validated on the rendered held-out photos and on real high-fps pairs.
+not counted), then every recipe's model is evaluated (``models.evaluate``) on the same
+pairs: rendered held-out photos drawn from the realistic distribution (``--eval-pairs``,
+written by ``python -m models render-pairs``) and real high-fps pairs (``--real``), with the
+sharp-frame check (the lowest PSNR of a sharp frame fed in).
 Recipes that keep the default architecture start from ``--init`` (the shipped model),
 the others from scratch, and a from-scratch default is run as their reference.
 
     python benchmarks/train_recipes.py --photos ../shared/data/photos --stored PAIRS \\
-        --real PAIRS_A PAIRS_B --init models/weights/default.safetensors --minutes 5 \\
-        --out runs/recipes [--only l1,charbonnier] [--json docs/recipes.json]
+        --eval-pairs EVALPAIRS --real PAIRS_A PAIRS_B --init models/weights/default.safetensors \\
+        --minutes 5 --out runs/recipes [--only l1,charbonnier] [--json docs/recipes.json]
 
 Prints a markdown table (gain = restored - input PSNR, dB) and writes JSON.
 """
@@ -49,19 +52,31 @@ RECIPES: dict[str, tuple[str, list[str], bool]] = {
 }
 
 
-def _last_validation(run: Path) -> dict[str, float]:
+def _steps(run: Path) -> int:
     rows = list(csv.DictReader((run / "log.csv").open()))
-    steps = [int(r["step"]) for r in rows if r["loss_g"]]
-    final = [r for r in rows if r["val_synth_psnr"] or r["val_real_psnr"]][-1]
-    figures = {k: float(v) for k, v in final.items() if k.startswith("val_") and v}
-    figures["steps"] = max(steps) if steps else int(final["step"])
-    return figures
+    return max(int(r["step"]) for r in rows)
+
+
+def _judge(model: Path, pairs: list[str]) -> dict[str, float]:
+    """Mean gain over the blurred pairs of all ``pairs`` folders, and the lowest sharp-frame PSNR."""
+    from models.evaluate import ALL_BLURRED, EvaluateConfig, evaluate
+
+    gains, counts, sharp = [], [], []
+    for folder in pairs:
+        report = evaluate(EvaluateConfig(model=str(model), pairs=folder, baselines=False, device="cpu"),
+                          progress=False)
+        overall = next(g for g in report.groups if g.name == ALL_BLURRED)
+        gains.append(overall.gain * overall.pairs)
+        counts.append(overall.pairs)
+        sharp.append(report.sharp_check["min_psnr"])
+    return {"gain": sum(gains) / sum(counts), "sharp_min": min(sharp)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", required=True, help="photo folder for on-the-fly pairs")
     parser.add_argument("--stored", help="pairs folder for the 'stored' recipe")
+    parser.add_argument("--eval-pairs", required=True, help="rendered held-out pairs (models render-pairs)")
     parser.add_argument("--real", nargs="*", default=[], help="pairs folders of real high-fps footage (validation)")
     parser.add_argument("--init", help="weights the default-architecture recipes start from")
     parser.add_argument("--minutes", type=float, default=5.0, help="CPU minutes per recipe (default: 5)")
@@ -95,19 +110,27 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             train(config, progress=False)
             print(f"{name}: {time.monotonic() - started:.0f} s wall", file=sys.stderr)
-        figures = _last_validation(run)
-        figures["synth_gain"] = figures["val_synth_psnr"] - figures["val_synth_psnr_input"]
-        if "val_real_psnr" in figures:
-            figures["real_gain"] = figures["val_real_psnr"] - figures["val_real_psnr_input"]
+        rendered = _judge(run / "model.safetensors", [args.eval_pairs])
+        figures = {"steps": _steps(run), "synth_gain": rendered["gain"], "synth_sharp_min": rendered["sharp_min"]}
+        if args.real:
+            real = _judge(run / "model.safetensors", args.real)
+            figures.update(real_gain=real["gain"], real_sharp_min=real["sharp_min"])
         results[name] = {"question": question, "overrides": overrides, "from_init": from_init and bool(args.init),
                          **figures}
         print(f"{name}: {figures}", file=sys.stderr, flush=True)
-    print(f"| recipe | what it tests | start | steps in {args.minutes:g} CPU min | gain, rendered held-out | gain, real high-fps |")
+    if args.init:
+        start = _judge(Path(args.init), [args.eval_pairs])
+        real = _judge(Path(args.init), args.real) if args.real else {}
+        results["start"] = {"question": "the starting weights, untrained (reference)", "from_init": True, "steps": 0,
+                            "synth_gain": start["gain"], "synth_sharp_min": start["sharp_min"],
+                            **({"real_gain": real["gain"], "real_sharp_min": real["sharp_min"]} if real else {})}
+    print(f"| recipe | what it tests | start | steps in {args.minutes:g} CPU min | gain, rendered held-out "
+          f"(sharp min) | gain, real high-fps (sharp min) |")
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
-        real = f"{r['real_gain']:+.2f}" if "real_gain" in r else "-"
+        real = f"{r['real_gain']:+.2f} ({r['real_sharp_min']:.1f})" if "real_gain" in r else "-"
         print(f"| {name} | {r['question']} | {'shipped model' if r['from_init'] else 'scratch'} | {r['steps']} | "
-              f"{r['synth_gain']:+.2f} | {real} |")
+              f"{r['synth_gain']:+.2f} ({r['synth_sharp_min']:.1f}) | {real} |")
     if args.json:
         payload = {"machine": platform.platform(), "date": time.strftime("%Y-%m-%d"), "cpu_minutes": args.minutes,
                    "recipes": results}
