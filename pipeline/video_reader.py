@@ -56,6 +56,7 @@ class VideoInfo:
     stream_duration: float | None = None  # seconds the video stream itself claims to last
     raw_stream: bool = False     # an elementary stream (.h264...): frames carry no timestamps
     copied_streams: tuple[str, ...] = field(default=())  # "audio:aac", "subtitle:subrip", ...
+    sample_aspect_ratio: Fraction | None = None  # pixel shape when not square (e.g. 32/27 for 16:9 DVD)
 
 
 @dataclass
@@ -227,6 +228,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             stream_duration=_stream_duration(stream),
             raw_stream=raw,
             copied_streams=copied,
+            sample_aspect_ratio=_sample_aspect_ratio(ctx),
         )
     finally:
         container.close()
@@ -442,3 +444,11 @@ def read_timestamps(path: str | os.PathLike) -> list[float]:
     reader = FrameReader(path)
     tb = reader.info.time_base
     return [float(f.pts * tb) for f in reader.frames()]
+
+
+def _sample_aspect_ratio(ctx) -> Fraction | None:  # noqa: ANN001 - a PyAV codec context
+    """The stream's sample (pixel) aspect ratio, or None for square or unknown pixels."""
+    sar = ctx.sample_aspect_ratio
+    if not sar or not sar.numerator or Fraction(sar) == 1:
+        return None
+    return Fraction(sar)

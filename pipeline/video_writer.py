@@ -192,6 +192,9 @@ class VideoWriter:
         stream.codec_context.thread_count = settings.threads
         stream.thread_type = "AUTO"
         self.colour.tag(stream.codec_context)
+        if info.sample_aspect_ratio is not None:
+            # Non-square pixels (DVD, HDV, anamorphic): the picture's shape depends on it.
+            stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
         options = self._codec_options(settings)
         if self._container_name() == "avi":
             # AVI stores decode order only; B-frames there come back with shifted timestamps.

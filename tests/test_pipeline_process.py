@@ -230,3 +230,26 @@ def test_threaded_colour_conversion_gives_the_same_file(tmp_path, identity_model
     assert len(read_timestamps(tmp_path / "compare3.mp4")) == 40
     threaded_reader = FrameReader(clip.path, convert_threads=4)
     assert [f.index for f in threaded_reader.frames()] == list(range(40))
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_non_square_pixels_keep_their_sample_aspect_ratio(tmp_path, identity_model, suffix):
+    """720x480-style footage with a 32:27 SAR stays 16:9 on screen (it used to come out 3:2)."""
+    from fractions import Fraction
+
+    import av
+
+    source = tmp_path / "sar.mp4"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(32, 27)
+        for i in range(6):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 30 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame.reformat(format="yuv420p")))
+        container.mux(stream.encode())
+    assert probe(source).sample_aspect_ratio == Fraction(32, 27)
+    out = process_video(source, tmp_path / f"out{suffix}", config=QUIET, model=identity_model).output
+    assert probe(out).sample_aspect_ratio == Fraction(32, 27)
+    plain = make_clip(tmp_path / "square.mp4", frames=4)
+    assert probe(process_video(plain.path, config=QUIET, model=identity_model).output).sample_aspect_ratio is None
