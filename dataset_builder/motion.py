@@ -193,7 +193,7 @@ def sample_motion(rng: np.random.Generator, config: MotionConfig, *, size: int,
     times, weights, sharp_index = exposure_weights(centres, window, substeps, duty)
     centre = np.array([(size - 1) / 2, (size - 1) / 2])
     camera = _affine(roll_rate * times, 1.0 / (1.0 + zoom_rate * times), centre, path(times))
-    placed = tuple(_object_motion(o, times, size) for o in objects)
+    placed = tuple(_object_motion(o, times) for o in objects)
     return Motion(times=times, weights=weights, sharp_index=sharp_index, camera=camera,
                   objects=placed, blur_px=length, window=window, duty_cycle=duty, substeps=substeps)
 
@@ -276,7 +276,7 @@ def _object_plan(rng: np.random.Generator, config: MotionConfig, size: int, open
     }
 
 
-def _object_motion(plan: dict, times: np.ndarray, size: int) -> ObjectMotion:
+def _object_motion(plan: dict, times: np.ndarray) -> ObjectMotion:
     t = times[:, None]
     centres = plan["start"] + plan["velocity"] * t + plan["bend"] * t * t / 2
     # Output pixel q -> object-local R(-spin t) (q - centre).

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from dataset_builder.config import RenderConfig
 from dataset_builder.errors import BuildError
-from dataset_builder.images import IMAGE_SUFFIXES, read_image
+from dataset_builder.images import IMAGE_SUFFIXES, read_image, to_rgb
 from dataset_builder.response import load_response
 
 log = logging.getLogger(__name__)
@@ -154,9 +154,7 @@ def clip_motion(photo: Path, config: RenderConfig) -> tuple[np.ndarray, list[np.
 
 def _scene_and_camera(photo: Path, config: RenderConfig,
                       rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], dict]:
-    image = read_image(photo)
-    image = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
-    scene = _fit_photo(load_response("srgb").to_linear(image), config, photo)
+    scene = _fit_photo(load_response("srgb").to_linear(to_rgb(read_image(photo))), config, photo)
     cameras, camera_info = _camera_path(scene.shape[:2], config, rng)
     return scene, cameras, camera_info
 

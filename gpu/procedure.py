@@ -24,6 +24,7 @@ train_log.csv, eval.json, sheet.png, throughput.json (and run.sh's procedure.log
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -116,10 +117,9 @@ def _trimmed_clip(source: Path, dest: Path, frames: int) -> Path:
 
 
 def _count_frames(path: Path) -> int:
-    import av
+    from pipeline.video_reader import read_timestamps
 
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
+    return len(read_timestamps(path))
 
 
 def smoke(args: argparse.Namespace) -> dict:
@@ -178,7 +178,7 @@ def train_mode(args: argparse.Namespace) -> dict:
     minutes = args.minutes * (1 - EVAL_SHARE)
     config = load_config(args.config, _overrides(args, run) + [f"max_minutes={minutes}"])
     batch = pick_batch_size(config, args.device)
-    config = load_config(args.config, _overrides(args, run) + [f"max_minutes={minutes}", f"batch_size={batch}"])
+    config = dataclasses.replace(config, batch_size=batch)
     print(f"train: batch {batch}, crop {config.crop_size}, {minutes:.2f} minutes", flush=True)
     result = train(config, progress=False)
     shutil.copy(result.model_path, args.out / "model.safetensors")
@@ -188,8 +188,8 @@ def train_mode(args: argparse.Namespace) -> dict:
     count, size = (4, 48) if args.tiny else (64, 256)
     write_rendered_pairs(config.synthetic, rendered, count=count, size=size, in_frames=config.generator.in_frames)
     reports = {}
-    for name, folder in [("rendered", rendered)] + [(f"real_{p.name}", p) for p in config.val_real and
-                                                     map(Path, config.val_real)]:
+    real = [(f"real_{Path(p).name}", Path(p)) for p in config.val_real]
+    for name, folder in [("rendered", rendered), *real]:
         report = evaluate(EvaluateConfig(model=str(result.model_path), pairs=str(folder), device=args.device,
                                          kernel_sizes=(3, 5, 9, 15), rl_iterations=(10,)), progress=False)
         write_json(report, args.work / f"eval_{name}.json")

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dataset_builder.degrade import h264_roundtrip, jpeg_roundtrip
-from dataset_builder.images import read_image, write_png
+from dataset_builder.images import read_image, to_rgb, write_png
 from dataset_builder.manifest import MANIFEST_NAME, PairRecord, pair_paths, write_records
 from dataset_builder.motion import Motion, MotionConfig, sample_motion
 from dataset_builder.render import find_photos
@@ -189,18 +189,13 @@ class SyntheticPairs:
         srgb = load_response("srgb")
         self._levels: list[Tensor] = []  # every photo at every scale, linear light, (3, H, W)
         for path in chosen:
-            image = read_image(path)
-            image = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
-            linear = srgb.to_linear(image)
+            linear = srgb.to_linear(to_rgb(read_image(path)))
             for scale in config.scales:
                 h, w = linear.shape[:2]
                 size = (max(1, round(w / scale)), max(1, round(h / scale)))
                 level = linear if scale == 1 else cv2.resize(linear, size, interpolation=cv2.INTER_AREA)
                 self._levels.append(torch.from_numpy(np.ascontiguousarray(level.transpose(2, 0, 1))).to(self.device))
         logger.info("synthetic %s: %d photos x %d scales", split, len(chosen), len(config.scales))
-
-    def __len__(self) -> int:
-        return self.config.val_samples if self.split == "val" else 2**62
 
     def plan(self, number: int) -> SamplePlan:
         """Every random choice of sample ``number`` (numpy only: cheap, runs in loader workers)."""

@@ -97,7 +97,8 @@ class Comparison:
 
     def add(self, before: np.ndarray, after: np.ndarray, pts: int) -> None:
         """One frame: the decoded input and its restored version, (H, W, 3) each."""
-        sharp = next(self._reference, None) if self._reference is not None else None
+        # The reference is read in step with the input; only the grid shows it.
+        sharp = next(self._reference, None) if self._reference is not None and self._writer is None else None
         if self._writer is not None:
             self._writer.write(np.concatenate([before, after], axis=1), pts)
         elif self._index in self._wanted:
