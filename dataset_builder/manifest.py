@@ -35,9 +35,18 @@ FORMAT_VERSION = 1  # bump when the meaning of a record or of build.json changes
 SPLITS = ("train", "val")
 
 
+class ManifestError(ValueError):
+    """A manifest line that is not a pair record (the message names the file and line)."""
+
+
 @dataclass(frozen=True)
 class PairRecord:
-    """One blurred/sharp pair; paths are relative to OUT.
+    """One blurred/sharp pair: one line of ``manifest.jsonl``. The one definition of the pair
+    format: the builder writes it, ``models`` reads it (and so may any tool that makes pairs,
+    giving only the first five fields).
+
+    Paths are relative to OUT as written; :func:`read_manifest` resolves them against the
+    folder it reads.
 
     Args:
         split: ``train`` or ``val``; decided per source, never per frame.
@@ -45,7 +54,10 @@ class PairRecord:
         index: position of the sharp frame on the source's stride grid.
         sharp: the sharp target, source frame ``sharp_frame``.
         blurry: the blurred frame centred on the sharp one.
-        blurry_frames: K blurred frames oldest to newest; the centre one is ``blurry``.
+        blurry_frames: K blurred frames oldest to newest (K odd); the centre one is
+            ``blurry``. Empty = just ``blurry``.
+        static: the window had almost no motion (kept at --static-keep's rate).
+        bit_depth: 8 or 16, both PNGs.
         frames_averaged: source frames contributing to ``blurry`` (with interpolation
             this includes the frames the outer virtual frames were made from).
         sharp_frame: source frame index of the sharp target.
@@ -58,8 +70,6 @@ class PairRecord:
         noise: linear-light noise std added to the blurred side.
         jpeg: JPEG quality applied to the blurred side, or None.
         seed: the build's seed.
-        static: the window had almost no motion (kept at --static-keep's rate).
-        bit_depth: 8 or 16, both PNGs.
         blurry_psnr: PSNR (dB, RGB, before noise/JPEG) of blurry against sharp.
         source_path: the source file or folder as given.
     """
@@ -69,30 +79,68 @@ class PairRecord:
     index: int
     sharp: str
     blurry: str
-    blurry_frames: list[str]
-    frames_averaged: list[int]
-    sharp_frame: int
-    window: int
-    stride: int
-    fps: float | None
-    response: str
-    interpolate: int
-    duty_cycle: float
-    noise: float
-    jpeg: int | None
-    seed: int
-    static: bool
-    bit_depth: int
-    blurry_psnr: float
-    source_path: str = field(default="")
+    blurry_frames: list[str] = field(default_factory=list)
+    static: bool = False
+    bit_depth: int = 8
+    # How the pair was made (the builder fills these; other tools may leave them out).
+    frames_averaged: list[int] = field(default_factory=list)
+    sharp_frame: int = -1
+    window: int = 0
+    stride: int = 0
+    fps: float | None = None
+    response: str = ""
+    interpolate: int = 1
+    duty_cycle: float = 1.0
+    noise: float = 0.0
+    jpeg: int | None = None
+    seed: int = 0
+    blurry_psnr: float = 0.0
+    source_path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ManifestError(f"split must be one of {SPLITS}, got {self.split!r}")
+        frames = self.blurry_frames or [self.blurry]
+        if len(frames) % 2 == 0 or frames[len(frames) // 2] != self.blurry:
+            raise ManifestError("blurry_frames must have an odd count with 'blurry' in the centre")
+        if self.bit_depth not in (8, 16):
+            raise ManifestError(f"bit_depth must be 8 or 16, got {self.bit_depth}")
+        object.__setattr__(self, "blurry_frames", list(frames))
+
+    def frames_for(self, in_frames: int) -> list[str]:
+        """The ``in_frames`` blurred frames centred on ``blurry``, oldest→newest."""
+        available = len(self.blurry_frames)
+        if in_frames > available:
+            raise ManifestError(
+                f"pair {self.source}#{self.index} has {available} blurred frame(s) but the model "
+                f"takes {in_frames}; build the pairs with at least {in_frames} frames per sample")
+        start = available // 2 - in_frames // 2
+        return self.blurry_frames[start:start + in_frames]
+
+    def resolved(self, root: Path) -> PairRecord:
+        """This record with its image paths made absolute against ``root``."""
+        return dataclasses.replace(self, sharp=str(root / self.sharp), blurry=str(root / self.blurry),
+                                   blurry_frames=[str(root / name) for name in self.blurry_frames])
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PairRecord":
+    def from_dict(cls, data: dict[str, Any]) -> PairRecord:
+        """A record from its JSON object; unknown keys (from newer builders) are ignored.
+        Raises ManifestError for a missing field or a value of the wrong kind."""
+        missing = [key for key in REQUIRED_FIELDS if key not in data]
+        if missing:
+            raise ManifestError(f"missing field(s) {', '.join(missing)}")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise ManifestError(str(exc)) from exc
+
+
+# What a line must hold; the rest describes how the pair was made.
+REQUIRED_FIELDS = ("split", "source", "index", "sharp", "blurry")
 
 
 def pair_paths(split: str, source: str, index: int) -> tuple[str, str]:
@@ -101,9 +149,42 @@ def pair_paths(split: str, source: str, index: int) -> tuple[str, str]:
 
 
 def read_records(path: Path) -> list[PairRecord]:
-    """Records of a JSONL file (a manifest or a finished source)."""
+    """Records of a JSONL file (a manifest or a finished source), paths as written.
+
+    Raises ManifestError naming the file and line of a malformed record."""
+    records = []
     with open(path, encoding="utf-8") as fh:
-        return [PairRecord.from_dict(json.loads(line)) for line in fh if line.strip()]
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(PairRecord.from_dict(json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise ManifestError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+            except ManifestError as exc:
+                raise ManifestError(f"{path}:{number}: {exc}") from exc
+    return records
+
+
+def read_manifest(pairs_dir: str | Path, *, split: str | None = None) -> list[PairRecord]:
+    """The pairs of a pairs folder, paths resolved against it.
+
+    Args:
+        pairs_dir: a folder written by the builder (or any tool that writes the format).
+        split: keep only "train" or "val" pairs; None keeps all.
+    Raises ManifestError: no manifest, a malformed line, or no pair in the requested split.
+    """
+    root = Path(pairs_dir)
+    manifest = root / MANIFEST_NAME
+    if not manifest.is_file():
+        raise ManifestError(f"{root} is not a pairs folder: {MANIFEST_NAME} not found")
+    if split is not None and split not in SPLITS:
+        raise ManifestError(f"split must be one of {SPLITS} or None, got {split!r}")
+    records = [r.resolved(root) for r in read_records(manifest)
+               if split is None or r.split == split]
+    if not records:
+        raise ManifestError(f"{manifest} has no {split + ' ' if split else ''}pairs")
+    return records
 
 
 def write_records(path: Path, records: list[PairRecord]) -> None:

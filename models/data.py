@@ -18,7 +18,6 @@ step s does not depend on worker count, on caching, or on whether the run was re
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +27,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dataset_builder import manifest as builder_manifest
+from dataset_builder.manifest import ManifestError, PairRecord
+
 logger = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.jsonl"
-SPLITS = ("train", "val")
 # Tags mixed into the RNG seed so epoch shuffles and per-sample augmentation never share a stream.
 _SHUFFLE_TAG = 1
 _AUGMENT_TAG = 2
@@ -43,89 +43,29 @@ class DataError(ValueError):
     """The pairs folder, its manifest or one of its images is unusable."""
 
 
-@dataclass(frozen=True)
-class PairRecord:
-    """One line of the manifest, with paths resolved against the pairs folder."""
-
-    split: str  # "train" or "val"
-    source: str  # footage the pair came from; splits never share a source
-    index: int  # position of the pair within its source
-    sharp: Path  # sharp centre frame (the target)
-    blurry_frames: tuple[Path, ...]  # K blurred frames, oldest→newest, centre = the blurry frame
-    static: bool  # camera and scene did not move: blurry ≈ sharp
-    bit_depth: int  # 8 or 16 bits per channel in the PNGs
-
-    @property
-    def blurry(self) -> Path:
-        """The centre blurred frame."""
-        return self.blurry_frames[len(self.blurry_frames) // 2]
-
-    def frames_for(self, in_frames: int) -> tuple[Path, ...]:
-        """The ``in_frames`` blurred frames centred on ``blurry``, oldest→newest."""
-        available = len(self.blurry_frames)
-        if in_frames > available:
-            raise DataError(
-                f"pair {self.source}#{self.index} has {available} blurred frame(s) but the model "
-                f"takes {in_frames}; build the pairs with at least {in_frames} frames per sample"
-            )
-        start = available // 2 - in_frames // 2
-        return self.blurry_frames[start : start + in_frames]
-
-
-def _parse_line(line: str, number: int, root: Path) -> PairRecord:
-    where = f"{root / MANIFEST_NAME}:{number}"
-    try:
-        entry = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{where}: not valid JSON ({err.msg})") from err
-    missing = [key for key in ("split", "source", "index", "sharp", "blurry") if key not in entry]
-    if missing:
-        raise DataError(f"{where}: missing field(s) {', '.join(missing)}")
-    if entry["split"] not in SPLITS:
-        raise DataError(f"{where}: split must be one of {SPLITS}, got {entry['split']!r}")
-    frames = entry.get("blurry_frames") or [entry["blurry"]]
-    if len(frames) % 2 == 0 or frames[len(frames) // 2] != entry["blurry"]:
-        raise DataError(f"{where}: blurry_frames must have an odd count with 'blurry' in the centre")
-    bit_depth = int(entry.get("bit_depth", 8))
-    if bit_depth not in (8, 16):
-        raise DataError(f"{where}: bit_depth must be 8 or 16, got {bit_depth}")
-    return PairRecord(
-        split=entry["split"],
-        source=str(entry["source"]),
-        index=int(entry["index"]),
-        sharp=root / entry["sharp"],
-        blurry_frames=tuple(root / name for name in frames),
-        static=bool(entry.get("static", False)),
-        bit_depth=bit_depth,
-    )
-
-
 def read_manifest(pairs_dir: str | Path, *, split: str | None = None) -> list[PairRecord]:
-    """Read and check a pairs folder's manifest.
-
-    Args:
-        pairs_dir: folder written by ``dataset_builder`` (holds ``manifest.jsonl``).
-        split: keep only "train" or "val" pairs; None keeps all.
+    """The pairs of a pairs folder (the builder's format, :mod:`dataset_builder.manifest`),
+    paths resolved against it.
 
     Raises:
         DataError: no manifest, a malformed line, or no pair in the requested split.
     """
-    root = Path(pairs_dir)
-    manifest = root / MANIFEST_NAME
-    if not manifest.is_file():
-        raise DataError(f"{root} is not a pairs folder: {MANIFEST_NAME} not found")
-    if split is not None and split not in SPLITS:
-        raise DataError(f"split must be one of {SPLITS} or None, got {split!r}")
-    records = []
-    with manifest.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                records.append(_parse_line(line, number, root))
-    if split is not None:
-        records = [r for r in records if r.split == split]
-    if not records:
-        raise DataError(f"{manifest} has no {split + ' ' if split else ''}pairs")
-    return records
+    try:
+        return builder_manifest.read_manifest(pairs_dir, split=split)
+    except ManifestError as exc:
+        raise DataError(str(exc)) from exc
+
+
+def frames_for(record: PairRecord, in_frames: int) -> list[Path]:
+    """The ``in_frames`` blurred frames of ``record`` a model reads, oldest→newest.
+
+    Raises:
+        DataError: the pair has fewer blurred frames than the model takes.
+    """
+    try:
+        return [Path(name) for name in record.frames_for(in_frames)]
+    except ManifestError as exc:
+        raise DataError(str(exc)) from exc
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -167,9 +107,9 @@ class LoadedPair:
 
 def load_pair(record: PairRecord, in_frames: int) -> LoadedPair:
     """Decode the ``in_frames`` blurred frames and the sharp frame of one pair."""
-    frames = tuple(read_png(path) for path in record.frames_for(in_frames))
-    sharp = read_png(record.sharp)
-    for frame, path in zip(frames, record.frames_for(in_frames)):
+    frames = tuple(read_png(path) for path in frames_for(record, in_frames))
+    sharp = read_png(Path(record.sharp))
+    for frame, path in zip(frames, frames_for(record, in_frames)):
         if frame.shape != sharp.shape:
             raise DataError(
                 f"{path} is {frame.shape[1]}x{frame.shape[0]} but {record.sharp} is {sharp.shape[1]}x{sharp.shape[0]}"
@@ -227,7 +167,7 @@ class PairsDataset(Dataset):
         self.augment = augment
         self.seed = seed
         for record in self.records:
-            record.frames_for(in_frames)  # fail now, not in a worker, if frames are missing
+            frames_for(record, in_frames)  # fail now, not in a worker, if frames are missing
         self._cache: list[LoadedPair] | None = None
         self._permutations: dict[int, np.ndarray] = {}
         if cache_mb > 0:
