@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .generator import GeneratorConfig, RRDBNet
+from .registry import DEFAULT_ARCHITECTURE, architecture, architecture_of
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 CONFIG_KEY = "unsmear.generator_config"
 # Bumped when the meaning of a saved file changes, so old readers can refuse new files.
 FORMAT_KEY = "unsmear.format_version"
+# The generator's registered architecture (models.registry); absent = RRDBNet (older files).
+ARCH_KEY = "unsmear.architecture"
 FORMAT_VERSION = "1"
 # Wrappers around the state dict, most preferred first: BasicSR saves the EMA weights
 # (the better ones) as "params_ema"; Lightning-style files use "state_dict".
@@ -261,14 +264,14 @@ def infer_config(state_dict: Mapping[str, Tensor], *, source: str = "state dict"
     )
 
 
-def _config_from_metadata(text: str, source: str) -> GeneratorConfig:
+def _config_from_metadata(text: str, source: str, config_class: type = GeneratorConfig):
     try:
         fields = json.loads(text)
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{source}: metadata {CONFIG_KEY} is not valid JSON ({err})") from err
     if not isinstance(fields, dict):
         raise CheckpointError(f"{source}: metadata {CONFIG_KEY} is not a JSON object")
-    known = {f.name for f in dataclasses.fields(GeneratorConfig)}
+    known = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(fields) - known)
     if unknown:
         raise CheckpointError(
@@ -276,7 +279,7 @@ def _config_from_metadata(text: str, source: str) -> GeneratorConfig:
             f"(written by a newer unsmear?)"
         )
     try:
-        return GeneratorConfig(**fields)
+        return config_class(**fields)
     except ValueError as err:
         raise CheckpointError(f"{source}: invalid generator config: {err}") from err
 
@@ -299,7 +302,7 @@ def _check_fits(model: nn.Module, state_dict: Mapping[str, Tensor], source: str)
         raise CheckpointError(f"{source}: {'; '.join(problems)}; expected an RRDBNet state dict for {config}")
 
 
-def load_generator(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> RRDBNet:
+def load_generator(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> nn.Module:
     """Build the generator a checkpoint describes and load its weights.
 
     Args:
@@ -323,12 +326,16 @@ def load_generator(path: str | os.PathLike[str], *, device: str | torch.device =
         raise CheckpointError(
             f"{source}: format version {version} was written by a newer unsmear (this one reads {FORMAT_VERSION})"
         )
+    try:
+        network, config_class = architecture(metadata.get(ARCH_KEY, DEFAULT_ARCHITECTURE))
+    except ValueError as err:
+        raise CheckpointError(f"{source}: {err} (written by a newer unsmear?)") from err
     if CONFIG_KEY in metadata:
-        config = _config_from_metadata(metadata[CONFIG_KEY], source)
+        config = _config_from_metadata(metadata[CONFIG_KEY], source, config_class)
     else:
         state_dict = convert_old_esrgan(state_dict)
         config = infer_config(state_dict, source=source)
-    model = RRDBNet(config)
+    model = network(config)
     _check_fits(model, state_dict, source)
     model.load_state_dict(state_dict, strict=True)
     model.eval().requires_grad_(False)
@@ -359,18 +366,21 @@ def save_generator(
     """
     path = Path(path)
     net = _unwrap_model(model)
-    if not isinstance(net, RRDBNet):
-        raise TypeError(f"save_generator expects an RRDBNet, got {type(net).__name__}")
+    try:
+        name = architecture_of(net)
+    except ValueError as err:
+        raise TypeError(f"save_generator: {err}") from err
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: generator weights are saved as safetensors; use a .safetensors name")
     extra = dict(metadata or {})
     bad = [k for k, v in extra.items() if not isinstance(k, str) or not isinstance(v, str)]
     if bad:
         raise ValueError(f"save_generator metadata must map str to str; bad entries: {_names(bad)}")
-    reserved = sorted({CONFIG_KEY, FORMAT_KEY} & set(extra))
+    reserved = sorted({CONFIG_KEY, FORMAT_KEY, ARCH_KEY} & set(extra))
     if reserved:
         raise ValueError(f"save_generator metadata may not set {', '.join(reserved)}")
     extra[CONFIG_KEY] = json.dumps(dataclasses.asdict(net.config), sort_keys=True)
+    extra[ARCH_KEY] = name
     extra[FORMAT_KEY] = FORMAT_VERSION
     # contiguous(): channels_last parameters are saved in the standard layout.
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in net.state_dict().items()}

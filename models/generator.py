@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 # Pixel-unshuffle factors with a matching number of nearest-x2 upsampling stages.
 DOWNSCALES = (1, 2, 4)
+# Activation memory per trunk pixel and feature channel, with headroom for the dense blocks'
+# concatenations and the allocator (bytes; measured on RRDBNet variants).
+ACTIVATION_BYTES_PER_FEATURE = 24
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,13 @@ class RRDBNet(nn.Module):
         if cfg.residual:
             out = out + centre
         return out
+
+    def activation_bytes(self, height: int, width: int) -> int:
+        """Rough GPU memory one ``height`` x ``width`` frame needs while it runs: the trunk's
+        features and the dense blocks' concatenations, with headroom for the allocator."""
+        cfg = self.config
+        trunk_pixels = height * width / cfg.downscale ** 2
+        return int(trunk_pixels * (cfg.num_feat + 4 * cfg.num_grow_ch) * ACTIVATION_BYTES_PER_FEATURE)
 
     def extra_repr(self) -> str:
         return f"config={self.config}"
