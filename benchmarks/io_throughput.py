@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(args.tree.resolve()))
     from pipeline.video_reader import FrameReader
-    from pipeline.video_writer import EncoderSettings, VideoWriter
+    from pipeline.config import EncoderSettings
+    from pipeline.video_writer import VideoWriter
 
     reader = FrameReader(args.clip)
     started = time.perf_counter()

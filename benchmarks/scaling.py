@@ -44,7 +44,9 @@ from models import RRDBNet, load_generator  # noqa: E402
 from models.generator import GeneratorConfig  # noqa: E402
 from pipeline import ProcessConfig, process_video  # noqa: E402
 from pipeline.config import DEFAULT_MODEL_PATH  # noqa: E402
-from pipeline.parallel import ParallelConfig, VideoRequest, WorkerPool  # noqa: E402
+from pipeline.cluster import ParallelConfig  # noqa: E402
+from pipeline.parallel import WorkerPool  # noqa: E402
+from pipeline.scheduler import VideoRequest  # noqa: E402
 from pipeline.video_reader import read_timestamps  # noqa: E402
 
 DEFAULT_CONFIG_YAML = ROOT / "models" / "configs" / "default.yaml"

@@ -138,7 +138,7 @@ def _report_path(args: argparse.Namespace) -> Path:
 def _deblur(args: argparse.Namespace):
     from jobs.deblur import deblur_folder  # heavy imports (torch, ray) after --help
     from jobs.folder import FolderConfig
-    from pipeline.parallel import ParallelConfig
+    from pipeline.cluster import ParallelConfig
 
     config = process_config(args)
     parallel = ParallelConfig(workers=args.workers or 0, address=args.address,
@@ -154,7 +154,7 @@ def _build_pairs(args: argparse.Namespace, extra: list[str]):
     from dataset_builder.errors import BuildError
     from jobs.folder import FolderConfig
     from jobs.pairs import build_pairs_folder
-    from pipeline.parallel import ParallelConfig
+    from pipeline.cluster import ParallelConfig
 
     # The builder's own parser reads (and checks) its options, so both CLIs accept the same.
     builder_args = builder_parser().parse_args(["build", str(args.footage), str(args.pairs),

@@ -24,13 +24,15 @@ from jobs.folder import FolderConfig, find_frame_folders, find_videos, mirrored_
 from jobs.ledger import LEDGER_NAME, Ledger, folder_lock
 from jobs.report import DONE, FAILED, REPORT_NAME, SKIPPED, Report, Row, rows_in_order
 from jobs.settings import deblur_fingerprint
-from models.generator import RRDBNet
+from models.registry import Generator
 from pipeline.config import ProcessConfig
 from pipeline.errors import PipelineError
 from pipeline.images import process_images
-from pipeline.leftovers import remove_dead_leftovers
-from pipeline.parallel import ParallelConfig, VideoOutcome, VideoRequest, WorkerPool
-from pipeline.process import load_model
+from pipeline.outputs import remove_dead_leftovers
+from pipeline.cluster import ParallelConfig
+from pipeline.parallel import WorkerPool
+from pipeline.scheduler import VideoOutcome, VideoRequest
+from pipeline.restorer import load_model
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ def deblur_folder(in_dir: str | Path, out_dir: str | Path, *,
                   config: ProcessConfig = ProcessConfig(),
                   parallel: ParallelConfig = ParallelConfig(),
                   folder: FolderConfig = FolderConfig(),
-                  model: RRDBNet | None = None,
+                  model: Generator | None = None,
                   pool: WorkerPool | None = None) -> Report:
     """Deblur every video under ``in_dir`` into the same tree under ``out_dir``.
 
@@ -155,7 +157,7 @@ def deblur_folder(in_dir: str | Path, out_dir: str | Path, *,
 
 def _deblur_frame_folders(folders: list[Path], in_dir: Path, out_dir: Path, *, ledger: Ledger,
                           settings: str, rows: dict[str, Row], config: ProcessConfig,
-                          model: RRDBNet | None) -> None:
+                          model: Generator | None) -> None:
     """Deblur each folder of image frames into the same relative folder under ``out_dir``
     (frames replaced by name, the folder's restored videos left alone), in this process, one
     after another: the worker pool is built around video segments."""

@@ -30,7 +30,7 @@ from jobs.folder import FolderConfig, matches_patterns
 from jobs.ledger import LEDGER_NAME, Ledger, folder_lock
 from jobs.report import DONE, FAILED, REPORT_NAME, SKIPPED, Report, Row, rows_in_order
 from jobs.settings import fingerprint
-from pipeline.parallel import ParallelConfig, connect
+from pipeline.cluster import ParallelConfig, connect
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.leftovers import partial_path
+from pipeline.outputs import partial_path
 
 # The JSON report's file name in a job's output folder (unless --report says otherwise).
 REPORT_NAME = "unsmear-report.json"

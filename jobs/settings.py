@@ -10,29 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
-from models.generator import RRDBNet
+from models.registry import Generator
 from pipeline.config import DEFAULT_MODEL_PATH, ProcessConfig
+from pipeline.resume import model_fingerprint, output_settings
 
 # Bytes read at a time when hashing a checkpoint file.
 HASH_CHUNK = 1 << 20
 
 
-def deblur_fingerprint(config: ProcessConfig, model: RRDBNet | None = None) -> str:
+def deblur_fingerprint(config: ProcessConfig, model: Generator | None = None) -> str:
     """A short hash of the model and of the settings that change a deblurred video."""
-    fields = {
-        "command": "deblur",
-        "model": _model_hash(config.model, model),
-        "precision": config.precision,
-        "tile": config.tile,
-        "tile_overlap": config.tile_overlap,
-        "encoder": asdict(config.encoder),
-    }
-    fields["encoder"].pop("threads", None)  # encoder threads don't change the bytes we keep
-    if config.strength != 1.0:  # left out at its default, so older ledgers stay valid
-        fields["strength"] = config.strength
+    fields = {"command": "deblur", "model": _model_hash(config.model, model),
+              **output_settings(config)}
     return _digest(fields)
 
 
@@ -41,13 +32,10 @@ def fingerprint(fields: dict) -> str:
     return _digest(fields)
 
 
-def _model_hash(path: Path | None, model: RRDBNet | None) -> str:
-    digest = hashlib.sha256()
+def _model_hash(path: Path | None, model: Generator | None) -> str:
     if model is not None:
-        for name, tensor in sorted(model.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:16]
+        return model_fingerprint(model)[:16]
+    digest = hashlib.sha256()
     path = Path(path) if path is not None else DEFAULT_MODEL_PATH
     if not path.is_file():
         return f"missing:{path}"  # loading it fails later, with a clear error

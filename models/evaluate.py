@@ -38,8 +38,9 @@ from tqdm import tqdm
 
 from models.baselines import BaselineSetting, baseline_settings
 from models.checkpoint import load_generator
-from models.data import PairRecord, load_pair, read_manifest, stack_frames, to_float, to_tensor
-from models.generator import RRDBNet
+from dataset_builder.manifest import PairRecord
+from models.data import load_pair, read_manifest, stack_frames, to_float, to_tensor
+from models.registry import Generator
 from models.metrics import MAX_PSNR_DB, PSNR_DEFINITION, SSIM_DEFINITION, psnr, ssim
 
 logger = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def _definitions(border: int) -> dict[str, str]:
 
 
 def _measure_pair(
-    model: RRDBNet,
+    model: Generator,
     record: PairRecord,
     settings: list[BaselineSetting],
     config: EvaluateConfig,

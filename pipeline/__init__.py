@@ -3,7 +3,7 @@ and folders of frames."""
 
 from pipeline.config import ProcessConfig
 from pipeline.errors import PipelineError
-from pipeline.video_writer import EncoderSettings
+from pipeline.config import EncoderSettings
 
 
 def process_video(*args, **kwargs):

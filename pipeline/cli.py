@@ -9,10 +9,9 @@ import sys
 import threading
 from pathlib import Path
 
-from pipeline.config import ProcessConfig
+from pipeline.config import PRECISIONS, ProcessConfig
 from pipeline.errors import PipelineError
-from pipeline.restorer import PRECISIONS
-from pipeline.video_writer import EncoderSettings
+from pipeline.config import EncoderSettings
 
 DESCRIPTION = """\
 Remove motion blur from a video. Frames are decoded, restored in batches by the generator
@@ -200,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         elif workers > 1 or args.address is not None:
             if config.compare is not None:
                 raise PipelineError("--compare works with one worker (leave out --workers/--address)")
-            from pipeline.parallel import ParallelConfig, process_video_parallel
+            from pipeline.cluster import ParallelConfig
+            from pipeline.parallel import process_video_parallel
 
             # On a cluster without --workers, 0 lets the pool count the cluster's GPUs.
             count = (args.workers or 0) if args.address is not None else workers

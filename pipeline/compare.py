@@ -21,9 +21,10 @@ import numpy as np
 
 from pipeline.colour import ColourProperties
 from pipeline.errors import PipelineError
-from pipeline.leftovers import partial_path
+from pipeline.outputs import partial_path
 from pipeline.video_reader import VideoInfo
-from pipeline.video_writer import EncoderSettings, VideoWriter
+from pipeline.config import EncoderSettings
+from pipeline.video_writer import VideoWriter
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 GRID_FRAMES = 3

@@ -27,10 +27,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from models.generator import RRDBNet
+from models.registry import Generator
 from pipeline.config import ProcessConfig
 from pipeline.errors import PipelineError
-from pipeline.process import ProcessResult, _check_output, make_restorer, windows
+from pipeline.outputs import check_output
+from pipeline.process import ProcessResult
+from pipeline.restorer import make_restorer
+from pipeline.stages import edge_padded, padded_windows
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +171,7 @@ def is_image_input(path: Path) -> bool:
 
 
 def process_images(input_path: str | os.PathLike, output: str | os.PathLike | None = None, *,
-                   config: ProcessConfig = ProcessConfig(), model: RRDBNet | None = None
+                   config: ProcessConfig = ProcessConfig(), model: Generator | None = None
                    ) -> ProcessResult:
     """Deblur one image file, or a folder of numbered frames into a folder of the same names.
 
@@ -193,7 +196,7 @@ def process_images(input_path: str | os.PathLike, output: str | os.PathLike | No
                             f"image (give a folder name)")
     if not folder:
         check_image_output(output)
-    _check_output(input_path, output, config.overwrite, allow_folder=folder)
+    check_output(input_path, output, config.overwrite, allow_folder=folder)
     restorer = make_restorer(config, model)
     partial = output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
     started = time.perf_counter()
@@ -206,8 +209,9 @@ def process_images(input_path: str | os.PathLike, output: str | os.PathLike | No
         frames = _read_frames(sources)
         first = next(frames)
         batch = restorer.batch_size_for(*first.rgb.shape[:2])
-        for window, targets in windows(itertools.chain([first], frames), batch,
-                                       restorer.context):
+        for window, targets in padded_windows(edge_padded(itertools.chain([first], frames),
+                                                          restorer.context),
+                                              batch, restorer.context):
             restored = restorer.restore([frame.rgb for frame in window])
             for frame, rgb in zip(targets, restored):
                 picture = Picture(rgb, alpha=frame.picture.alpha, grey=frame.picture.grey)
@@ -230,7 +234,7 @@ def process_images(input_path: str | os.PathLike, output: str | os.PathLike | No
 
 @dataclass(frozen=True)
 class _Frame:
-    """A picture and the file it came from, as the batching in :func:`windows` sees it."""
+    """A picture and the file it came from, as the batching in :func:`pipeline.stages.padded_windows` sees it."""
 
     path: Path
     picture: Picture

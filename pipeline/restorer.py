@@ -10,28 +10,27 @@ retried: a frame is never skipped.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from models.generator import RRDBNet
+from models.registry import Generator
+from models.checkpoint import CheckpointError, load_generator
+from pipeline.config import DEFAULT_MODEL_PATH, DEFAULT_TILE_OVERLAP, PRECISIONS, ProcessConfig
 from pipeline.errors import PipelineError
 from pipeline.tiling import run_tiled
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
-DEFAULT_TILE_OVERLAP = 32
 # Tiles tried, largest first, once a single frame no longer fits.
 OOM_TILE_SIZES = (1024, 512, 256, 128)
 CPU_BATCH_SIZE = 4
 MAX_AUTO_BATCH = 16
-# Rough activation memory of the trunk per trunk pixel and feature channel, with headroom for
-# the dense blocks' concatenations and the allocator (bytes; measured on RRDBNet variants).
-_ACTIVATION_BYTES_PER_FEATURE = 24
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -81,7 +80,7 @@ class Restorer:
             ``input + strength * (restored - input)`` (1 = the model's output, 0 = the input).
     """
 
-    def __init__(self, model: RRDBNet, *, device: torch.device, precision: str = "auto",
+    def __init__(self, model: Generator, *, device: torch.device, precision: str = "auto",
                  batch_size: int = 0, tile: int = 0,
                  tile_overlap: int = DEFAULT_TILE_OVERLAP, compile: bool = False,
                  cpu_threads: int = 0, strength: float = 1.0) -> None:
@@ -126,10 +125,7 @@ class Restorer:
             return _Plan(self._requested_batch, self._requested_tile)
         if self.device.type != "cuda":
             return _Plan(CPU_BATCH_SIZE, self._requested_tile)
-        config = self.model.config
-        trunk_pixels = height * width / config.downscale ** 2
-        channels = config.num_feat + 4 * config.num_grow_ch
-        per_frame = trunk_pixels * channels * _ACTIVATION_BYTES_PER_FEATURE
+        per_frame = self.model.activation_bytes(height, width)
         free, _ = torch.cuda.mem_get_info(self.device)
         batch = int(0.6 * free // max(per_frame, 1))
         return _Plan(max(1, min(MAX_AUTO_BATCH, batch)), self._requested_tile)
@@ -240,3 +236,37 @@ class Restorer:
         else:
             out = out.to(torch.uint8).cpu().numpy()
         return out
+
+
+def load_model(path: Path | None) -> Generator:
+    """The generator from ``path``, or the default model shipped in the repository."""
+    if path is None:
+        path = DEFAULT_MODEL_PATH
+        if not path.exists():
+            raise PipelineError(f"the default model {path} is missing from this checkout; "
+                                f"pass --model FILE")
+    try:
+        return load_generator(path)
+    except CheckpointError as exc:
+        raise PipelineError(str(exc)) from exc
+
+
+def make_restorer(config: ProcessConfig, model: Generator | None = None, *,
+                  device: torch.device | None = None) -> Restorer:
+    """The Restorer a run uses: ``model`` or ``config.model`` (None = the default model), on
+    ``device`` (default: ``config.device``) with the config's precision, batching, tiling,
+    compilation, CPU threads and strength. The one place a ProcessConfig becomes a Restorer,
+    so one process and every Ray worker run the model the same way."""
+    return Restorer(model if model is not None else load_model(config.model),
+                    device=device if device is not None else resolve_device(config.device),
+                    precision=config.precision, batch_size=config.batch_size, tile=config.tile,
+                    tile_overlap=config.tile_overlap, compile=config.compile,
+                    cpu_threads=cpu_threads(config.cpu_threads), strength=config.strength)
+
+
+def cpu_threads(requested: int) -> int:
+    """Torch threads for CPU inference: by default one core is left to decoding and encoding,
+    because OpenMP threads that spin-wait for a core FFmpeg is using slow every call down."""
+    if requested >= 0:
+        return requested
+    return max(1, (os.cpu_count() or 2) - 1)

@@ -21,21 +21,20 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-import queue
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
-import numpy as np
 
+from pipeline.config import ProcessConfig
 from pipeline.errors import PipelineError
-from pipeline.leftovers import partial_path
-from pipeline.process import QUEUE_BUDGET_BYTES
+from pipeline.ordered import conversion_threads
+from pipeline.outputs import partial_path
 from pipeline.restorer import Restorer
+from pipeline.stages import run_stages
 from pipeline.video_reader import (
     EXACT_FRAME_COUNT_FORMATS,
     Damage,
@@ -44,17 +43,13 @@ from pipeline.video_reader import (
     VideoInfo,
     ffmpeg_reason,
 )
-from pipeline.video_writer import EncoderSettings, VideoWriter
+from pipeline.video_writer import VideoWriter
 
 log = logging.getLogger(__name__)
 
 # Keyframes tried, one GOP further back each time, when the first seek point turns out to give
 # too few neighbours before a segment (then the worker decodes from the start of the file).
 EXTRA_SEEK_POINTS = 2
-# Frames buffered between the decode and model threads of a worker (fewer for huge frames,
-# within the single-process path's memory budget), and batches between model and encoder.
-DECODE_QUEUE_FRAMES = 32
-RESTORE_QUEUE_BATCHES = 2
 
 
 class SegmentMismatch(PipelineError):
@@ -92,10 +87,8 @@ class SegmentTask:
     segment: Segment
     path: Path                   # the segment file to write; its extension picks the container
     output_name: Path            # the final output's name; its extension picks codec defaults
-    encoder: EncoderSettings     # the same settings for every segment of a video
-    decode_threads: int = 0      # decoder threads; 0 = FFmpeg's automatic choice
-    hwdec: str = "none"          # hardware decoding on the worker: none, cuda, auto
-    accept_damaged: bool = False  # restore what decodes of a damaged input (warn, don't fail)
+    config: ProcessConfig = ProcessConfig()  # the run's settings, with this video's encoder:
+                                 # decoding, queues and conversion threads as in one process
 
 
 @dataclass(frozen=True)
@@ -229,7 +222,8 @@ def _seek_points(scan: KeyframeScan, first_gop: int, context: int) -> tuple[int,
 
 
 class _TooFewNeighbours(Exception):
-    """Seeking there leaves fewer neighbours before the segment than the model needs."""
+    """Seeking there leaves fewer neighbours before the segment than the model needs, or
+    lands past the keyframe asked for (MPEG-TS seeks by byte position and can overshoot)."""
 
 
 def segment_items(reader: FrameReader, segment: Segment, context: int
@@ -261,8 +255,12 @@ def _segment_from(reader: FrameReader, segment: Segment, seek: int | None, conte
     targets = 0
     reader.repaired_timestamps = 0
     frames = reader.frames(seek_pts=seek)
+    first = True
     try:
         for frame in frames:
+            if first and seek is not None and frame.pts > seek:
+                raise _TooFewNeighbours()  # the seek overshot: nothing yielded yet, go further back
+            first = False
             if seek is not None and frame.pts < seek:
                 continue  # leading frames of an open GOP: their references were not decoded
             if start is not None and frame.pts < start:
@@ -326,144 +324,50 @@ def _check_range(reader: FrameReader, segment: Segment, targets: int,
                               f"pass over the whole video")
 
 
-def padded_windows(items: Iterable[tuple[DecodedFrame, bool]], batch: int, context: int
-                   ) -> Iterator[tuple[list[DecodedFrame], list[DecodedFrame]]]:
-    """Group a neighbour-padded sequence into model batches: (window, targets) with
-    ``len(window) == len(targets) + 2*context``, every target exactly once."""
-    buffer: list[DecodedFrame] = []
-    for frame, _ in items:
-        buffer.append(frame)
-        if len(buffer) >= batch + 2 * context:
-            yield buffer[:batch + 2 * context], buffer[context:context + batch]
-            buffer = buffer[batch:]
-    if len(buffer) > 2 * context:
-        yield buffer, buffer[context:len(buffer) - context]
-
-
 def restore_segment(task: SegmentTask, restorer: Restorer, *,
                     on_progress: Callable[[int], None] | None = None) -> SegmentResult:
-    """Decode, restore and encode one segment into ``task.path`` (written atomically).
-
-    Decoding, the model and encoding run overlapped in three threads, as in the
-    single-process path. ``on_progress`` is called with the frames done so far.
+    """Decode, restore and encode one segment into ``task.path`` (written atomically), with the
+    stage loop the single-process path runs (:func:`pipeline.stages.run_stages`) and the same
+    settings. ``on_progress`` is called with the frames restored so far.
     """
     started = time.perf_counter()
     path = Path(task.path)
-    reader = FrameReader(task.input, threads=task.decode_threads, hwdec=task.hwdec,
-                         accept_damaged=task.accept_damaged)
-    context = restorer.context
-    batch = restorer.batch_size_for(reader.info.height, reader.info.width)
+    config = task.config
+    convert_threads = config.convert_threads or conversion_threads()
+    reader = FrameReader(task.input, threads=config.decode_threads, hwdec=config.hwdec,
+                         convert_threads=convert_threads, accept_damaged=config.accept_damaged)
     partial = partial_path(path)
-    writer: VideoWriter | None = None
     pts: list[int] = []
-    info = reader.info
-    frame_bytes = info.width * info.height * 3 * (2 if info.bit_depth > 8 else 1)
-    depth = max(2 * batch, min(DECODE_QUEUE_FRAMES, QUEUE_BUDGET_BYTES // frame_bytes))
-    items = _Prefetch(segment_items(reader, task.segment, context), depth)
-    restored = _Prefetch(_restore_batches(restorer, padded_windows(items, batch, context)),
-                         RESTORE_QUEUE_BATCHES)
+
+    def open_writer() -> VideoWriter:
+        return VideoWriter(partial, reader.info, colour=reader.colour,
+                           display_matrix=reader.display_matrix, settings=config.encoder,
+                           copy_streams=False, output_name=task.output_name)
+
+    def items() -> Iterator[DecodedFrame]:
+        for frame, is_target in segment_items(reader, task.segment, restorer.context):
+            if is_target:
+                pts.append(frame.pts)
+            yield frame
+
     try:
-        for rgb_batch, batch_pts in restored:
-            if writer is None:
-                writer = VideoWriter(partial, reader.info, colour=reader.colour,
-                                     display_matrix=reader.display_matrix,
-                                     settings=task.encoder, copy_streams=False,
-                                     output_name=task.output_name)
-            for rgb, frame_pts in zip(rgb_batch, batch_pts):
-                writer.write(rgb, frame_pts)
-            pts.extend(batch_pts)
-            if on_progress is not None:
-                on_progress(len(pts))
+        writer = run_stages(items(), restorer, reader.info, open_writer=open_writer,
+                            queue_frames=config.queue_frames, convert_threads=convert_threads,
+                            on_progress=on_progress)
         if writer is None:
             raise PipelineError(f"{task.input}: segment {task.segment.index} has no frames")
-        written = writer.close()
-        writer = None
         os.replace(partial, path)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
     finally:
-        restored.close()
-        items.close()
         partial.unlink(missing_ok=True)
-    if written != len(pts):
+    if writer.frames_written != len(pts):
         raise PipelineError(f"internal error: segment {task.segment.index} restored "
-                            f"{len(pts)} frames but wrote {written}")
-    return SegmentResult(index=task.segment.index, path=path, frames=written,
+                            f"{len(pts)} frames but wrote {writer.frames_written}")
+    return SegmentResult(index=task.segment.index, path=path, frames=writer.frames_written,
                          first_pts=pts[0], last_pts=pts[-1], start_time_us=file_start_time(path),
-                         seconds=time.perf_counter() - started, codec=_codec_of(path))
-
-
-def _restore_batches(restorer: Restorer,
-                     batches: Iterable[tuple[list[DecodedFrame], list[DecodedFrame]]]
-                     ) -> Iterator[tuple[np.ndarray, list[int]]]:
-    for window, targets in batches:
-        yield restorer.restore([f.rgb for f in window]), [f.pts for f in targets]
+                         seconds=time.perf_counter() - started, codec=writer.codec)
 
 
 def file_start_time(path: Path) -> int:
     """A file's start time in microseconds, as libavformat (and so the concat demuxer) sees it."""
     with av.open(str(path)) as container:
         return container.start_time or 0
-
-
-def _codec_of(path: Path) -> str:
-    with av.open(str(path)) as container:
-        return container.streams.video[0].codec_context.name
-
-
-_END = object()
-
-
-class _Prefetch:
-    """Runs an iterator in a daemon thread, a bounded queue ahead of its consumer.
-
-    Its exception is re-raised in the consumer; ``close()`` stops the thread and closes the
-    source, so a stage stopped early never blocks on a full queue.
-    """
-
-    def __init__(self, source: Iterable, maxsize: int) -> None:
-        self._source = iter(source)
-        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True, name="segment-stage")
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for item in self._source:
-                if not self._put(item):
-                    return
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            self._error = exc
-        finally:
-            close = getattr(self._source, "close", None)
-            if close is not None:
-                close()
-            self._put(_END)
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> _Prefetch:
-        return self
-
-    def __next__(self):
-        item = self._queue.get()
-        if item is _END:
-            if self._error is not None:
-                raise self._error
-            raise StopIteration
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)

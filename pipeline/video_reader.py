@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_reformatter
+from pipeline.config import HWDEC_CHOICES
 from pipeline.errors import PipelineError
 from pipeline.ordered import ordered_map
 
@@ -120,7 +121,6 @@ class Damage:
         log.warning("%s: the input is damaged: %s; restoring the frames that decode", path, found)
 
 
-HWDEC_CHOICES = ("none", "auto", "cuda")
 
 
 def _hwaccel(hwdec: str):

@@ -12,7 +12,6 @@ import errno
 import logging
 import os
 import shutil
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import av
 import numpy as np
 
 from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_reformatter
+from pipeline.config import EncoderSettings
 from pipeline.errors import PipelineError
 from pipeline.video_reader import VideoInfo
 
@@ -48,17 +48,6 @@ MOV_FAMILY = {"mp4", "mov", "m4v", "3gp", "3g2", "ismv"}
 MATROSKA_FAMILY = {"mkv", "webm", "matroska"}
 # Metadata keys that describe the old file's muxer/encoder rather than its content.
 _STALE_METADATA = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration"}
-
-
-@dataclass(frozen=True)
-class EncoderSettings:
-    """How the restored video is encoded. ``None`` fields take a default fitting the input."""
-
-    codec: str | None = None     # FFmpeg encoder name: libx264, libx265, libvpx-vp9, libsvtav1, ffv1, ...
-    crf: int | None = None       # quality for CRF codecs (lower = better); codec default if None
-    preset: str | None = None    # speed/size trade-off for x264/x265/svt-av1
-    pix_fmt: str | None = None   # output pixel format; the input's when the encoder supports it
-    threads: int = 0             # encoder threads; 0 = FFmpeg's automatic choice
 
 
 def default_output_suffix(input_path: Path) -> str:

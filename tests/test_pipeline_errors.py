@@ -131,8 +131,10 @@ def test_existing_output_needs_overwrite(tmp_path, capsys, identity_model_file):
     (["--codec", "nosuchcodec"], "unknown video encoder"),
     (["--preset", "warp9"], "unknown preset"),
     (["--codec", "mpeg4", "--crf", "20"], "--crf does not apply"),
-    (["--crf", "99"], "--crf 99 is outside libx264's range 0-51"),
-    (["--crf", "-1"], "--crf -1 is outside libx264's range 0-51"),
+    (["--crf", "55"], "--crf 55 is outside libx264's range 0-51"),
+    (["--crf", "99"], "--crf must be between 0 and 63, got 99"),
+    (["--crf", "-1"], "--crf must be between 0 and 63, got -1"),
+    (["--tile", "16"], "--tile 16 must be larger than twice --tile-overlap (32)"),
     (["--pix-fmt", "rgb565"], "does not support pixel format"),
     (["--device", "tpu"], "unknown device"),
 ])

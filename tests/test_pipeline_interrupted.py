@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.leftovers import remove_dead_leftovers
+from pipeline.outputs import remove_dead_leftovers
 from pipeline.video_reader import read_timestamps
 from tests.media import make_clip
 

@@ -21,15 +21,20 @@ import pytest
 import ray
 import torch
 
+import pipeline.resume
+import pipeline.scheduler
 from models import RRDBNet
 from pipeline import EncoderSettings, PipelineError, ProcessConfig, process_video
-from pipeline import cli, parallel
-from pipeline.parallel import (KILL_WORKER_ONCE_ENV, ParallelConfig, WorkerPool,
-                               process_video_parallel, stitch)
+from pipeline import cli
+from pipeline import stitch as stitch_module
+from pipeline.cluster import ParallelConfig
+from pipeline.parallel import WorkerPool, process_video_parallel
 from pipeline.restorer import Restorer
 from pipeline.segments import (Segment, SegmentMismatch, SegmentTask, plan_segments,
                                restore_segment, scan_keyframes, segment_items)
+from pipeline.stitch import stitch
 from pipeline.video_reader import FrameReader, probe, read_timestamps
+from pipeline.worker import KILL_WORKER_ONCE_ENV
 from tests.conftest import make_identity_model
 from tests.media import make_clip, packet_counts, stream_summary
 
@@ -143,7 +148,7 @@ def test_segments_with_neighbours_stitch_to_the_single_pass_bit_for_bit(media, t
     results = [restore_segment(SegmentTask(input=media["mp4"], segment=s,
                                            path=tmp_path / f"seg{s.index}.mp4",
                                            output_name=tmp_path / "joined.mp4",
-                                           encoder=LOSSLESS), restorer)
+                                           config=ProcessConfig(encoder=LOSSLESS)), restorer)
                for s in segments]
     for result in results:  # every segment file opens on a keyframe
         with av.open(str(result.path)) as container:
@@ -221,7 +226,7 @@ def test_video_that_starts_late_keeps_its_timestamps(pool, media, tmp_path):
     """A stream starting at 0.5213 s (cut from a longer recording): MP4 stores the start as an
     edit list, which must not round any frame's time in the joined file."""
     late = tmp_path / "late.mp4"
-    subprocess.run([parallel.ffmpeg_exe(), "-v", "error", "-i", str(media["mp4"]), "-c", "copy",
+    subprocess.run([stitch_module.ffmpeg_exe(), "-v", "error", "-i", str(media["mp4"]), "-c", "copy",
                     "-output_ts_offset", "0.5213", str(late)], check=True)
     assert read_timestamps(late)[0] == pytest.approx(0.5213, abs=1e-3)
     out = process_video_parallel(late, tmp_path / "out.mp4", config=QUIET,
@@ -229,12 +234,70 @@ def test_video_that_starts_late_keeps_its_timestamps(pool, media, tmp_path):
     assert read_timestamps(out.output) == read_timestamps(late)
 
 
+@pytest.mark.parametrize("suffix", [".ts", ".m2ts"])
+def test_mpeg_ts_on_two_workers_gives_the_single_worker_output(pool, media, tmp_path, suffix):
+    """Transport streams as broadcast and camcorders write them (made by the ffmpeg command
+    line: a 1.4 s start offset, 1/90000 time base, B-frames, AAC): FFmpeg's seek in them can
+    land a GOP late, and its command line delays TS timestamps unless told not to."""
+    clip = tmp_path / f"clip{suffix}"
+    subprocess.run([stitch_module.ffmpeg_exe(), "-v", "error", "-i", str(media["mp4"]),
+                    "-c", "copy", str(clip)], check=True)
+    assert read_timestamps(clip)[0] > 1.0
+    model = make_identity_model(3)
+    config = ProcessConfig(progress=False, encoder=LOSSLESS)
+    single = process_video(clip, tmp_path / f"single{suffix}", config=config, model=model)
+    split = process_video_parallel(clip, tmp_path / f"split{suffix}", config=config,
+                                   parallel=ParallelConfig(workers=2), pool=pool)
+    assert single.frames == split.frames == 45
+    assert read_timestamps(split.output) == read_timestamps(single.output) == read_timestamps(clip)
+    assert audio_packets(split.output) == audio_packets(single.output)
+    a, b = decoded(single.output), decoded(split.output)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_interrupted_run_resumes_on_workers(pool, media, tmp_path, monkeypatch):
+    """Ctrl-C after two of four segments: the same call again restores the other two and the
+    output is the uninterrupted run's, byte for byte."""
+    config = ProcessConfig(progress=False, encoder=LOSSLESS)
+    run = ParallelConfig(workers=2)
+    whole = process_video_parallel(media["mp4"], tmp_path / "whole.mp4", config=config,
+                                   parallel=run, pool=pool)
+    real = pipeline.resume.ResumeFolder.record
+    recorded = []
+
+    def record(folder, result):
+        real(folder, result)
+        recorded.append(result.index)
+        if len(recorded) == 2:
+            raise KeyboardInterrupt
+
+    output = tmp_path / "out.mp4"
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline.resume.ResumeFolder, "record", record)
+        with pytest.raises(KeyboardInterrupt):
+            process_video_parallel(media["mp4"], output, config=config, parallel=run, pool=pool)
+    assert not output.exists()
+    dispatched = []
+    real_segment_task = pipeline.scheduler.SegmentTask
+
+    def task(**kwargs):
+        dispatched.append(kwargs["segment"].index)
+        return real_segment_task(**kwargs)
+
+    monkeypatch.setattr(pipeline.scheduler, "SegmentTask", task)
+    resumed = process_video_parallel(media["mp4"], output, config=config, parallel=run, pool=pool)
+    assert sorted(dispatched) == sorted(set(range(4)) - set(recorded))
+    assert resumed.frames == 45
+    assert output.read_bytes() == whole.output.read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_worker_killed_mid_segment_is_replaced(pool, media, single, tmp_path, monkeypatch,
                                                caplog):
     marker = tmp_path / "killed"
     monkeypatch.setenv(KILL_WORKER_ONCE_ENV, str(marker))
     config = ProcessConfig(progress=False, encoder=LOSSLESS)
-    with caplog.at_level(logging.WARNING, logger="pipeline.parallel"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.scheduler"):
         out = process_video_parallel(media["mp4"], tmp_path / "out.mp4", config=config,
                                      parallel=ParallelConfig(workers=2), pool=pool)
     assert marker.exists(), "the test hook did not kill a worker"
@@ -255,7 +318,7 @@ def test_error_in_a_segment_fails_the_run_and_writes_nothing(pool, media, tmp_pa
 def test_unsplittable_video_falls_back_to_one_segment(pool, media, tmp_path, monkeypatch,
                                                       caplog):
     """If decoded frames don't match the packet scan, the video is redone in one piece."""
-    real_plan = parallel.plan_segments
+    real_plan = pipeline.scheduler.plan_segments
 
     def miscounted(scan, count, *, context=0):
         segments = real_plan(scan, count, context=context)
@@ -263,8 +326,8 @@ def test_unsplittable_video_falls_back_to_one_segment(pool, media, tmp_path, mon
         segments[1] = Segment(s.index, s.start_pts, s.end_pts, s.frames - 1, s.seek_points)
         return segments
 
-    monkeypatch.setattr(parallel, "plan_segments", miscounted)
-    with caplog.at_level(logging.WARNING, logger="pipeline.parallel"):
+    monkeypatch.setattr(pipeline.scheduler, "plan_segments", miscounted)
+    with caplog.at_level(logging.WARNING, logger="pipeline.scheduler"):
         out = process_video_parallel(media["mp4"], tmp_path / "out.mp4", config=QUIET,
                                      parallel=ParallelConfig(workers=2), pool=pool)
     assert "as one segment instead" in caplog.text
@@ -272,7 +335,7 @@ def test_unsplittable_video_falls_back_to_one_segment(pool, media, tmp_path, mon
 
 
 def test_raw_stream_is_processed_whole(pool, media, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="pipeline.parallel"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.scheduler"):
         out = process_video_parallel(media["raw"], tmp_path / "raw.mkv", config=QUIET, pool=pool)
     assert "one worker processes it whole" in caplog.text
     assert out.frames == 30 and len(read_timestamps(out.output)) == 30

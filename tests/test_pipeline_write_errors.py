@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline import EncoderSettings, PipelineError
+from pipeline import EncoderSettings, PipelineError, ProcessConfig
 from pipeline.cli import main
 from pipeline.restorer import Restorer
 from pipeline.segments import Segment, SegmentTask, restore_segment
@@ -37,7 +37,7 @@ def test_full_disk_in_a_segment_is_a_disk_error(tmp_path, small_disk):
     task = SegmentTask(input=clip.path, segment=Segment(index=0, start_pts=None, end_pts=None,
                                                         frames=48),
                        path=small_disk / "segment-0.mp4", output_name=small_disk / "out.mp4",
-                       encoder=EncoderSettings(crf=0))
+                       config=ProcessConfig(encoder=EncoderSettings(crf=0)))
     restorer = Restorer(make_identity_model(), device=torch.device("cpu"), batch_size=4)
     with pytest.raises(PipelineError, match="writing the output failed") as error:
         restore_segment(task, restorer)

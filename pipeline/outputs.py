@@ -1,5 +1,5 @@
-"""Hidden working files beside an output, named after the process that owns them, and the
-removal of those that dead runs left behind.
+"""Outputs: the checks before anything is written, hidden working files beside an output named
+after the process that owns them, and the removal of those that dead runs left behind.
 
 Every run writes ``.NAME.partial-PID.EXT`` (and, on Ray, a ``.NAME.segments-PID-ID`` folder)
 and renames or removes it when it ends. A run killed with SIGKILL, or a machine that lost
@@ -16,7 +16,27 @@ import shutil
 import uuid
 from pathlib import Path
 
+from pipeline.errors import PipelineError
+
 log = logging.getLogger(__name__)
+
+
+def check_output(input_path: Path, output: Path, overwrite: bool, *,
+                 allow_folder: bool = False) -> None:
+    """Refuse outputs that would lose data or can't be written; ``allow_folder`` for outputs
+    that are folders (of image frames)."""
+    if output.resolve() == input_path.resolve():
+        raise PipelineError(f"{output}: the output would overwrite the input")
+    if output.exists() and not overwrite:
+        raise PipelineError(f"{output}: already exists (pass --overwrite to replace it)")
+    if output.is_dir() != allow_folder and output.exists():
+        raise PipelineError(f"{output}: is a directory" if output.is_dir()
+                            else f"{output}: is a file, not a folder")
+    folder = output.parent
+    if not folder.is_dir():
+        raise PipelineError(f"{folder}: output folder does not exist")
+    if not os.access(folder, os.W_OK):
+        raise PipelineError(f"{folder}: output folder is not writable")
 
 
 def partial_path(path: Path) -> Path:
