@@ -141,8 +141,10 @@ class Run:
         self.exhausted = False
         self.done_before = 0        # frames of segments finished by earlier runs (resumed)
         self.stopping = False
+        # Shown from the first planned video on: a bar made before knows no total and would
+        # leave a stray "0frame" line behind.
         self.bar = tqdm(total=0, unit="frame", desc=description or None, disable=not progress,
-                        file=sys.stderr, dynamic_ncols=True)
+                        file=sys.stderr, dynamic_ncols=True, delay=float("inf"))
 
     def execute(self) -> list[VideoOutcome]:
         try:
@@ -194,6 +196,7 @@ class Run:
                               if segment.index not in video.results)
             self.bar.total += video.frames
             self.done_before += sum(r.frames for r in video.results.values())
+            self.bar.delay = 0
             self.bar.refresh()
             if len(video.results) == len(video.segments):
                 self._finish(video)  # every segment was finished by an earlier run
