@@ -35,17 +35,15 @@ from pipeline.segments import (
     scan_keyframes,
 )
 from pipeline.stages import edge_padded, run_stages
-from pipeline.stitch import check_copyable, stitch
+from pipeline.stitch import check_copyable, joinable, stitch
 from pipeline.video_reader import FrameReader, VideoInfo
-from pipeline.video_writer import MATROSKA_FAMILY, MOV_FAMILY, VideoWriter, default_output_suffix
+from pipeline.video_writer import VideoWriter, default_output_suffix
 
 log = logging.getLogger(__name__)
 
 # A video of at least twice this many frames is restored in keyframe segments of about this
 # size, each kept when finished: a killed run loses at most one segment's work (~20 s of video).
 RESUME_SEGMENT_FRAMES = 600
-# Output containers whose segments join exactly (tested in test_pipeline_parallel).
-RESUMABLE_OUTPUTS = MOV_FAMILY | MATROSKA_FAMILY | {"ts", "m2ts", "mts"}
 
 
 @dataclass(frozen=True)
@@ -151,8 +149,7 @@ def _run_in_segments(input_path: Path, info: VideoInfo, restorer: Restorer, part
     """Restore a long video segment by segment, resuming an earlier run's finished segments,
     and join them into ``partial``; None (nothing written) when the video is better done in
     one pass: short, unsplittable, with --compare, or into a container segments don't join in."""
-    if (config.compare is not None or info.raw_stream
-            or output.suffix.lower().lstrip(".") not in RESUMABLE_OUTPUTS):
+    if config.compare is not None or info.raw_stream or not joinable(output):
         return None
     scan = scan_keyframes(info, accept_damaged=config.accept_damaged)
     segments = plan_segments(scan, scan.frames // RESUME_SEGMENT_FRAMES, context=restorer.context)

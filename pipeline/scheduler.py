@@ -35,7 +35,7 @@ from pipeline.segments import (
     plan_segments,
     scan_keyframes,
 )
-from pipeline.stitch import check_copyable, stitch
+from pipeline.stitch import check_copyable, joinable, stitch
 from pipeline.video_reader import VideoInfo, probe
 from pipeline.video_writer import choose_codec, choose_pix_fmt
 from pipeline.worker import KILL_WORKER_ONCE_ENV
@@ -218,6 +218,10 @@ class Run:
         if info.raw_stream and count > 1:
             log.warning("%s: a raw stream has no timestamps to seek by; one worker processes "
                         "it whole", input_path)
+        elif not joinable(output) and count > 1:
+            log.warning("%s: segments can't be joined exactly in %s; one worker processes it "
+                        "whole", input_path, output.suffix or "this container")
+            count = 1
         segments = plan_segments(scan, count, context=pool.context)
         remove_dead_leftovers(output)
         resume, finished = None, {}
@@ -263,6 +267,7 @@ class Run:
                 path=path,
                 output_name=video.request.output,
                 config=dataclasses.replace(self.pool.config, encoder=video.request.encoder),
+                whole=len(video.segments) == 1,
             )
             video.attempts[segment.index] = video.attempts.get(segment.index, 0) + 1
             if video.started is None:
@@ -346,8 +351,11 @@ class Run:
         partial = partial_path(output)
         stitching = time.perf_counter()
         try:
-            stitch(results, video.info, partial, output_name=output)
-            os.replace(partial, output)
+            if len(results) == 1:  # written whole, other streams included: nothing to join
+                os.replace(results[0].path, output)
+            else:
+                stitch(results, video.info, partial, output_name=output)
+                os.replace(partial, output)
         except PipelineError as exc:
             video.failed = True
             self._close_video(video)

@@ -89,6 +89,8 @@ class SegmentTask:
     output_name: Path            # the final output's name; its extension picks codec defaults
     config: ProcessConfig = ProcessConfig()  # the run's settings, with this video's encoder:
                                  # decoding, queues and conversion threads as in one process
+    whole: bool = False          # the segment is the whole video: write the final file with the
+                                 # input's other streams, as one process does (nothing to join)
 
 
 @dataclass(frozen=True)
@@ -342,7 +344,7 @@ def restore_segment(task: SegmentTask, restorer: Restorer, *,
     def open_writer() -> VideoWriter:
         return VideoWriter(partial, reader.info, colour=reader.colour,
                            display_matrix=reader.display_matrix, settings=config.encoder,
-                           copy_streams=False, output_name=task.output_name)
+                           copy_streams=task.whole, output_name=task.output_name)
 
     def items() -> Iterator[DecodedFrame]:
         for frame, is_target in segment_items(reader, task.segment, restorer.context):

@@ -15,10 +15,19 @@ import imageio_ffmpeg
 from pipeline.errors import PipelineError
 from pipeline.segments import SegmentResult
 from pipeline.video_reader import VideoInfo
-from pipeline.video_writer import MOV_FAMILY
+from pipeline.video_writer import MATROSKA_FAMILY, MOV_FAMILY
 
 # FFmpeg's output on failure is long; the last lines say what went wrong.
 FFMPEG_ERROR_LINES = 3
+# Output containers whose segments join into exactly the one-pass output (frames, timestamps,
+# audio; tested in test_pipeline_parallel). Others (AVI, FLV, MPEG-PS, ...) are done in one
+# segment: known before the work, not found out after it.
+JOINABLE_OUTPUTS = MOV_FAMILY | MATROSKA_FAMILY | {"ts", "m2ts", "mts"}
+
+
+def joinable(output: Path) -> bool:
+    """Whether segments of a video join exactly into ``output``'s container."""
+    return output.suffix.lower().lstrip(".") in JOINABLE_OUTPUTS
 
 
 def ffmpeg_exe() -> str:
