@@ -32,6 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from .errors import CheckpointError
 from .generator import GeneratorConfig, RRDBNet
 
 logger = logging.getLogger(__name__)
@@ -63,10 +64,6 @@ OLD_ESRGAN_RENAMES = (
 _BODY_BLOCK = re.compile(r"^body\.(\d+)\.")
 _UNSUPPORTED = re.compile(r"Unsupported (?:global: GLOBAL (\S+)|(operand \d+))")
 KNOWN_LAYOUTS = "expected an RRDBNet state dict (unsmear, BasicSR, Real-ESRGAN or ESRGAN)"
-
-
-class CheckpointError(ValueError):
-    """A file that is not a generator checkpoint we can load; the message names the file."""
 
 
 def _names(names: list[str]) -> str:

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from models.errors import DataError
+
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.jsonl"
@@ -37,10 +39,6 @@ _SHUFFLE_TAG = 1
 _AUGMENT_TAG = 2
 _SHARP_TAG = 3
 _BYTES_PER_MB = 1024 * 1024
-
-
-class DataError(ValueError):
-    """The pairs folder, its manifest or one of its images is unusable."""
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from models import configs as shipped_configs
 from models.checkpoint import CONFIG_KEY, load_trunk, read_metadata, read_state_dict, save_generator
 from models.data import PairsDataset, read_manifest
 from models.discriminator import DiscriminatorConfig, build_discriminator
+from models.errors import ConfigError
 from models.generator import GeneratorConfig, RRDBNet
 from models.losses import (
     FFTLoss,
@@ -91,10 +92,6 @@ VAL_PSNR_CAP = 50.0
 VAL_SETS = ("val", "val_synth", "val_real")
 # Mixed into the seed of each step's own RNG (used by the gradient penalty).
 _STEP_RNG_TAG = 7919
-
-
-class ConfigError(ValueError):
-    """A training config that cannot work; the message names the field."""
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline.video_writer import EncoderSettings
+if TYPE_CHECKING:
+    from pipeline.video_writer import EncoderSettings
 
 # The model that ships inside the repository, used when no --model is given.
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "weights" / "default.safetensors"
+# --precision's choices; the restorer resolves "auto" for the device it runs on.
+PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
+
+
+def _default_encoder() -> EncoderSettings:
+    # Imported when a config is made, not with this module: the writer loads PyAV, and
+    # the CLI imports this module to print --help.
+    from pipeline.video_writer import EncoderSettings
+
+    return EncoderSettings()
 
 
 @dataclass(frozen=True)
@@ -21,7 +33,7 @@ class ProcessConfig:
     batch_size: int = 0             # frames per model call; 0 = from free GPU memory (4 on CPU)
     tile: int = 0                   # tile side in pixels for huge frames; 0 = whole frames
     tile_overlap: int = 32          # pixels shared by neighbouring tiles, blended linearly
-    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    encoder: EncoderSettings = field(default_factory=_default_encoder)
     compare: Path | None = None     # also write a before/after video (side by side) or PNG grid
     reference: Path | None = None   # sharp frames of the input (a video), shown with PSNRs in the grid
     overwrite: bool = False         # replace an existing output file

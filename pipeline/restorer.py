@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 
 from models.generator import RRDBNet
+from pipeline.config import PRECISIONS
 from pipeline.errors import PipelineError
 from pipeline.tiling import run_tiled
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 DEFAULT_TILE_OVERLAP = 32
 # Tiles tried, largest first, once a single frame no longer fits.
 OOM_TILE_SIZES = (1024, 512, 256, 128)
