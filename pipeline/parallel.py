@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from models.generator import RRDBNet
 from pipeline.config import ProcessConfig
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, RunFailedError
 from pipeline.leftovers import partial_path, remove_dead_leftovers, segments_folder
 from pipeline.process import ProcessResult, _check_output, default_output_path, load_model
 from pipeline.restorer import Restorer, resolve_device
@@ -441,7 +441,7 @@ class _Run:
                 self._dispatch()
                 if not self.in_flight:
                     if self.queue:
-                        raise PipelineError("every Ray worker died; nothing is left to run on")
+                        raise RunFailedError("every Ray worker died; nothing is left to run on")
                     if self.exhausted:
                         break
                     continue
@@ -824,6 +824,6 @@ def process_video_parallel(input_path: str | os.PathLike, output: str | os.PathL
         error = outcome.exception
         if isinstance(error, BaseException):
             raise error
-        raise PipelineError(outcome.error or f"{input_path}: failed")
+        raise RunFailedError(outcome.error or f"{input_path}: failed")
     return ProcessResult(output=outcome.output, frames=outcome.frames,
                          seconds=time.perf_counter() - started, codec=outcome.codec)

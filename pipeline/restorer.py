@@ -19,7 +19,7 @@ from torch import Tensor
 
 from models.generator import RRDBNet
 from pipeline.config import PRECISIONS
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, RunFailedError
 from pipeline.tiling import run_tiled
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class Restorer:
         smaller = [t for t in OOM_TILE_SIZES if t < (plan.tile or max(height, width))]
         smaller = [t for t in smaller if t > self.tile_overlap]
         if not smaller:
-            raise PipelineError(
+            raise RunFailedError(
                 f"out of GPU memory even for one {OOM_TILE_SIZES[-1]}px tile; "
                 f"use --device cpu or a smaller model")
         plan.tile = smaller[0]
