@@ -294,7 +294,7 @@ def test_cli_mistakes_are_one_line_before_any_work(media, identity_model_file, t
     code = cli.main(["process", str(media["mp4"]), "-o", str(existing), "--workers", "2",
                      "--model", identity_model_file])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and err == [f"error: {existing}: already exists (pass --overwrite to "
+    assert code == 2 and err == [f"error: {existing}: already exists (pass --overwrite to "
                                  f"replace it)"]
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["process", str(media["mp4"]), "--workers", "0"])
