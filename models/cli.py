@@ -39,7 +39,7 @@ examples:
 
 overrides are KEY=VALUE with YAML values; dotted keys reach sections, e.g.
   steps=200 stage=gan lr_g=1e-4 generator.num_block=4 discriminator.kind=patch
-a run folder gets config.yaml, log.csv, checkpoints/ and, at the end, model.safetensors
+a run folder gets config.yaml, log.csv, checkpoints/, val_images/ and, at the end, model.safetensors
 (the EMA weights)."""
 
 EVALUATE_EPILOG = """\
