@@ -186,6 +186,7 @@ def single(media, tmp_path_factory):
     }
 
 
+@pytest.mark.slow  # a local Ray pool
 @pytest.mark.parametrize("workers", [1, 2, 3, 4])
 def test_n_workers_give_the_single_worker_output(pool, media, single, tmp_path, workers):
     run = ParallelConfig(workers=workers)
@@ -217,6 +218,7 @@ def test_n_workers_give_the_single_worker_output(pool, media, single, tmp_path, 
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
 
 
+@pytest.mark.slow  # a local Ray pool
 def test_video_that_starts_late_keeps_its_timestamps(pool, media, tmp_path):
     """A stream starting at 0.5213 s (cut from a longer recording): MP4 stores the start as an
     edit list, which must not round any frame's time in the joined file."""
@@ -229,6 +231,7 @@ def test_video_that_starts_late_keeps_its_timestamps(pool, media, tmp_path):
     assert read_timestamps(out.output) == read_timestamps(late)
 
 
+@pytest.mark.slow  # a local Ray pool
 def test_worker_killed_mid_segment_is_replaced(pool, media, single, tmp_path, monkeypatch,
                                                caplog):
     marker = tmp_path / "killed"
@@ -244,6 +247,7 @@ def test_worker_killed_mid_segment_is_replaced(pool, media, single, tmp_path, mo
     assert read_timestamps(out.output) == read_timestamps(media["mp4"])
 
 
+@pytest.mark.slow  # a local Ray pool
 def test_error_in_a_segment_fails_the_run_and_writes_nothing(pool, media, tmp_path):
     # ffv1 takes no --crf: every segment's encoder refuses, the error surfaces as it is.
     bad = ProcessConfig(progress=False, encoder=EncoderSettings(codec="ffv1", crf=10))
@@ -252,6 +256,7 @@ def test_error_in_a_segment_fails_the_run_and_writes_nothing(pool, media, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # a local Ray pool
 def test_unsplittable_video_falls_back_to_one_segment(pool, media, tmp_path, monkeypatch,
                                                       caplog):
     """If decoded frames don't match the packet scan, the video is redone in one piece."""
@@ -271,6 +276,7 @@ def test_unsplittable_video_falls_back_to_one_segment(pool, media, tmp_path, mon
     assert read_timestamps(out.output) == read_timestamps(media["mp4"])
 
 
+@pytest.mark.slow  # a local Ray pool
 def test_raw_stream_is_processed_whole(pool, media, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="pipeline.parallel"):
         out = process_video_parallel(media["raw"], tmp_path / "raw.mkv", config=QUIET, pool=pool)
@@ -278,6 +284,7 @@ def test_raw_stream_is_processed_whole(pool, media, tmp_path, caplog):
     assert out.frames == 30 and len(read_timestamps(out.output)) == 30
 
 
+@pytest.mark.slow  # a local Ray pool
 def test_cli_routes_workers_to_ray(pool, media, identity_model_file, tmp_path, capsys):
     out = tmp_path / "cli.mp4"
     code = cli.main(["process", str(media["mp4"]), "-o", str(out), "--workers", "2",
