@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   creates .venv, deblurs a clip of real motion blur with the shipped default model
 #   make test   creates .venv, runs the test suite (CPU only, no network at run time)
+#   make test-fast  the same without the tests marked slow (real clips, Ray clusters): ~2 min
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 # on a CUDA machine install your torch into $(VENV) first and it is kept.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup test demo clean
+.PHONY: setup test test-fast demo clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +22,9 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup
 	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 demo: setup
 	mkdir -p demo_out

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2  # noqa: F401  (before decord, see dataset_builder/__init__.py)
+import cv2  # noqa: F401  (before decord, see dataset_builder/sources.py)
 
 import av
 import numpy as np

@@ -10,15 +10,12 @@ Entry points: ``python -m dataset_builder --help`` and :func:`build_pairs`.
 
 from __future__ import annotations
 
-# cv2 must be loaded before decord: decord's wheel bundles zlib 1.2.3, and if it is
-# loaded first OpenCV's libpng binds to it and every cv2.imread of a PNG fails with
-# "libpng error: bad parameters to zlib".
-import cv2  # noqa: F401  (import order matters, see above)
-
-import importlib
+from unsmear.lazy_exports import lazy_getattr
 
 # Names re-exported here, loaded on first use (PEP 562): importing one module of the
-# builder (the motion model, the renderer) must not load the frame readers and decord.
+# builder (the motion model, the renderer, the CLI for --help) must not load OpenCV,
+# the frame readers and decord. dataset_builder.sources, the one importer of decord,
+# loads OpenCV before it.
 _EXPORTS = {
     "BuildSummary": "dataset_builder.build",
     "assign_split": "dataset_builder.build",
@@ -35,8 +32,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):  # noqa: ANN202 - any exported object
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'dataset_builder' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

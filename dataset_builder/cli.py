@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import textwrap
 from pathlib import Path
 from typing import Sequence
@@ -18,11 +17,10 @@ from typing import Sequence
 from dataset_builder.config import FLOW_PRESETS, MAX_INTERPOLATE, RENDER_CODECS, BuildConfig, \
     RenderConfig
 from dataset_builder.errors import BuildError, SourceTooShort
+from unsmear.cli_conventions import Parser, add_output_options, add_version, run
 
 log = logging.getLogger(__name__)
 
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 EPILOG_BUILD = """\
 examples:
   python -m dataset_builder build footage/ pairs/
@@ -38,14 +36,6 @@ refused.
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one ``error:`` line, like every other mistake."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
-        raise SystemExit(EXIT_USAGE)
-
-
 def _wrap(text: str) -> str:
     return textwrap.fill(text, width=88)
 
@@ -57,12 +47,14 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     defaults = BuildConfig()
-    parser = _Parser(prog="python -m dataset_builder", formatter_class=_formatter,
-                     description=_wrap("Make blurred/sharp training pairs from high-frame-rate "
+    parser = Parser(prog="python -m dataset_builder", formatter_class=_formatter,
+                    description=_wrap("Make blurred/sharp training pairs from high-frame-rate "
                                        "footage "
                                  "by averaging frames in linear light (DBN/GoPro/REDS method)."))
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    add_version(parser)
+    # Before the command, as this CLI used to take it; kept for scripts that do.
+    parser.add_argument("-v", dest="verbose_first", action="store_true", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     b = sub.add_parser("build", help="build pairs from footage", formatter_class=_formatter,
@@ -122,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "sharp one (default: %(default)s dB)")
     o.add_argument("--skip-short", action="store_true",
                    help="skip sources too short for the window instead of stopping")
-    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_options(b)
 
     r = sub.add_parser("render", help="render synthetic high-fps footage from photos",
                        formatter_class=_formatter,
@@ -164,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quality for --codec h264 (default: %(default)s)")
     r.add_argument("--limit", type=int, default=None, metavar="N",
                    help="render only the first N photos (sorted by path)")
-    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_options(r)
 
     p = sub.add_parser("probe", help="show what the builder reads from footage",
                        formatter_class=_formatter,
@@ -177,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="(default: %(default)s)")
     p.add_argument("--stride", type=int, default=defaults.stride, metavar="S",
                    help="(default: %(default)s)")
+    add_output_options(p)
 
     s = sub.add_parser("sheet", help="contact sheet of built pairs (PNG)",
                        formatter_class=_formatter,
@@ -197,23 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--compare", type=Path, nargs="+", default=(), metavar="OTHER",
                    help="other builds of the same footage (same --window and --stride): add "
                         "their blurred crop of the same frame, e.g. one with --interpolate")
+    add_output_options(s)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s: %(message)s", stream=sys.stderr)
-    try:
-        return {"build": _build, "render": _render, "probe": _probe, "sheet": _sheet}[
-            args.command](args)
-    except BuildError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted: run the same command again to resume\n")
-        return EXIT_INTERRUPTED
+    command = {"build": _build, "render": _render, "probe": _probe, "sheet": _sheet}[args.command]
+    return run(lambda: command(args), verbose=args.verbose or args.verbose_first,
+               user_errors=(BuildError,),
+               interrupted="interrupted: run the same command again to resume")
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -231,7 +218,7 @@ def _build(args: argparse.Namespace) -> int:
         raise BuildError(f"OUT ({args.out}) is inside SOURCE ({args.source}): its pairs would "
                          "be read back as footage; choose an output folder elsewhere")
     sources = find_sources(args.source)
-    summary = build_pairs(sources, args.out, config, progress=not args.no_progress,
+    summary = build_pairs(sources, args.out, config, progress=not args.quiet,
                           root=args.source if args.source.is_dir() else None)
     print(f"{summary.pairs} pairs ({summary.train_pairs} train, {summary.val_pairs} val) from "
           f"{summary.sources} source{'s' if summary.sources != 1 else ''} in {summary.out}")
@@ -255,7 +242,7 @@ def _render(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise BuildError(f"--limit must be >= 1 (got {args.limit})")
     photos = find_photos(args.photos)[:args.limit]
-    clips = render_photos(photos, args.out, config, progress=not args.no_progress)
+    clips = render_photos(photos, args.out, config, progress=not args.quiet)
     for clip in clips:
         print(clip)
     print(f"{len(clips)} clips of {config.num_frames} frames at {config.fps:g} fps in {args.out}")

@@ -5,6 +5,10 @@ around the place where they differ most (where the blur is), so streaks versus
 ghost copies can be judged without opening files one by one. Other builds of
 the same footage (e.g. with ``--interpolate``) can be added as extra crops of
 the same place, to compare settings.
+
+Rows are justified, like a photo gallery's: all are as wide as the widest one at
+the asked tile height, and a row whose frames are narrower (a square clip beside
+16:9 ones) is made taller instead of leaving a band of background on the right.
 """
 
 from __future__ import annotations
@@ -64,14 +68,17 @@ def make_contact_sheet(out: Path, sheet: Path, *, pairs: int = 8, tile_height: i
         raise BuildError(f"{Path(out) / MANIFEST_NAME} has no {split + ' ' if split else ''}"
                          f"pairs to show{' that the compared builds also have' if others else ''}")
     label = _describe(Path(out))
+    crop_tiles = 2 + len(others) if crops else 0
+    aspects = [_aspect(read_image(Path(out) / r.blurry)) for r in chosen]
+    width = max(_row_width(aspect, tile_height, crop_tiles) for aspect in aspects)
     rows = []
-    for r in chosen:
+    for r, aspect in zip(chosen, aspects):
         extra = [(name, table[(r.source, r.sharp_frame)]) for name, table in others]
-        rows.append(_row(Path(out), r, label, extra, tile_height, crops))
-    width = max(row.shape[1] for row in rows)
-    rows = [np.pad(row, ((0, GAP), (0, width - row.shape[1]), (0, 0)),
-                   constant_values=BACKGROUND) for row in rows]
-    write_png(Path(sheet), np.concatenate(rows, axis=0), small=True)
+        height = round((width - _gaps(crop_tiles)) / (2 * aspect + crop_tiles))
+        rows.append(_row(Path(out), r, label, extra, height, width, crops))
+    between = np.full((GAP, width, 3), BACKGROUND, np.uint8)
+    parts = [part for row in rows for part in (row, between)][:-1]
+    write_png(Path(sheet), np.concatenate(parts, axis=0), small=True)
     return Path(sheet)
 
 
@@ -118,16 +125,33 @@ def _describe(out: Path) -> str:
     return ", ".join(parts)
 
 
+def _aspect(image: np.ndarray) -> float:
+    return image.shape[1] / image.shape[0]
+
+
+def _gaps(crop_tiles: int) -> int:
+    """Pixels of gap in a row: between the two frames and the crops."""
+    return (1 + crop_tiles) * GAP
+
+
+def _row_width(aspect: float, height: int, crop_tiles: int) -> int:
+    return 2 * max(1, round(height * aspect)) + crop_tiles * height + _gaps(crop_tiles)
+
+
 def _row(out: Path, record: PairRecord, label: str,
-         others: list[tuple[str, tuple[Path, PairRecord]]], tile_height: int,
+         others: list[tuple[str, tuple[Path, PairRecord]]], tile_height: int, width: int,
          crops: bool) -> np.ndarray:
+    """One pair as a (tile_height, width, 3) row: the frames take what the crops leave."""
     blurry = _to8(to_rgb(read_image(out / record.blurry)))
     sharp = _to8(to_rgb(read_image(out / record.sharp)))
-    scale = tile_height / blurry.shape[0]
-    size = (max(1, round(blurry.shape[1] * scale)), tile_height)
-    tiles = [_label(cv2.resize(blurry, size, interpolation=cv2.INTER_AREA),
+    crop_tiles = 2 + len(others) if crops else 0
+    frames_width = width - _gaps(crop_tiles) - crop_tiles * tile_height
+    # The two frames share it; rounding may make one a pixel wider than its aspect says.
+    sizes = [(max(1, frames_width // 2), tile_height),
+             (max(1, frames_width - frames_width // 2), tile_height)]
+    tiles = [_label(cv2.resize(blurry, sizes[0], interpolation=cv2.INTER_AREA),
                     f"{record.source} #{record.index}"),
-             _label(cv2.resize(sharp, size, interpolation=cv2.INTER_AREA),
+             _label(cv2.resize(sharp, sizes[1], interpolation=cv2.INTER_AREA),
                     f"sharp: frame {record.sharp_frame}; blurred {record.blurry_psnr:.1f} dB")]
     if crops:
         y, x, half = _strongest_blur(blurry, sharp, tile_height // (2 * CROP_ZOOM))

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
-# cv2 before decord, always: see dataset_builder/__init__.py.
-import cv2  # noqa: F401
+# cv2 must be loaded before decord: decord's wheel bundles zlib 1.2.3, and if it is
+# loaded first OpenCV's libpng binds to it and every cv2.imread of a PNG fails with
+# "libpng error: bad parameters to zlib". This module is the only importer of decord.
+import cv2  # noqa: F401  (import order matters, see above)
 import av
 import numpy as np
 

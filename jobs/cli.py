@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import sys
 from pathlib import Path
 
 from jobs.errors import JobError
-from pipeline.cli import (add_model_arguments, add_ray_arguments, interrupt_on_sigterm,
-                          positive_int, process_config)
-from pipeline.errors import PipelineError
-
-# Exit codes: some items failed (the report says which), a usage or setup mistake, Ctrl-C.
-EXIT_FAILED_ITEMS = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+from pipeline.cli import add_model_arguments, add_ray_arguments, positive_int, process_config
+from pipeline.errors import PipelineError, RunFailedError
+from unsmear.cli_conventions import EXIT_FAILED, Parser, add_output_options, add_version, run
 
 DESCRIPTION = """\
 Run unsmear over whole folders on a pool of Ray workers: locally (a private Ray instance is
@@ -67,12 +61,12 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
                    help="where to write the JSON report (default: OUT_DIR/unsmear-report.json)")
     j.add_argument("--retries", type=positive_int, default=3,
                    help="attempts per segment/source when a worker dies (default 3)")
-    j.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    j.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
+    add_output_options(j)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m jobs", description=DESCRIPTION)
+    parser = Parser(prog="python -m jobs", description=DESCRIPTION)
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("deblur", help="deblur every video in a folder tree",
@@ -111,21 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "build-pairs":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    interrupt_on_sigterm()
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        report = _deblur(args) if args.command == "deblur" else _build_pairs(args, extra)
-    except (JobError, PipelineError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to finish the job", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run(lambda: _run(args, extra), verbose=args.verbose,
+               user_errors=(JobError, PipelineError), failures=(RunFailedError,),
+               interrupted="interrupted: run the same command again to finish the job")
+
+
+def _run(args: argparse.Namespace, extra: list[str]) -> int:
+    report = _deblur(args) if args.command == "deblur" else _build_pairs(args, extra)
     unit = "frames" if args.command == "deblur" else "pairs"
     print(report.table(unit), file=sys.stderr)
     print(f"report: {args.report or _report_path(args)}")
-    return 0 if report.ok else EXIT_FAILED_ITEMS
+    # Failed items are listed in the report; the others are done.
+    return 0 if report.ok else EXIT_FAILED
 
 
 def _report_path(args: argparse.Namespace) -> Path:

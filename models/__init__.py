@@ -3,30 +3,26 @@
 Never imports video code: ``pipeline`` depends on ``models``, not the other way round.
 """
 
-from .blocks import RRDB, ResidualDenseBlock
-from .checkpoint import (
-    CheckpointError,
-    convert_old_esrgan,
-    infer_config,
-    load_generator,
-    load_trunk,
-    read_metadata,
-    read_state_dict,
-    save_generator,
-)
-from .generator import GeneratorConfig, RRDBNet
+from __future__ import annotations
 
-__all__ = [
-    "CheckpointError",
-    "GeneratorConfig",
-    "RRDB",
-    "RRDBNet",
-    "ResidualDenseBlock",
-    "convert_old_esrgan",
-    "infer_config",
-    "load_generator",
-    "load_trunk",
-    "read_metadata",
-    "read_state_dict",
-    "save_generator",
-]
+from unsmear.lazy_exports import lazy_getattr
+
+# Names re-exported here, loaded on first use (PEP 562): importing ``models.cli`` (for
+# ``--help``) or ``models.errors`` must not load torch.
+_EXPORTS = {
+    "RRDB": "models.blocks",
+    "ResidualDenseBlock": "models.blocks",
+    "CheckpointError": "models.errors",
+    "convert_old_esrgan": "models.checkpoint",
+    "infer_config": "models.checkpoint",
+    "load_generator": "models.checkpoint",
+    "load_trunk": "models.checkpoint",
+    "read_metadata": "models.checkpoint",
+    "read_state_dict": "models.checkpoint",
+    "save_generator": "models.checkpoint",
+    "GeneratorConfig": "models.generator",
+    "RRDBNet": "models.generator",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -32,6 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from .errors import CheckpointError
 from .generator import GeneratorConfig, RRDBNet
 from .registry import DEFAULT_ARCHITECTURE, architecture, architecture_of
 
@@ -43,6 +44,8 @@ CONFIG_KEY = "unsmear.generator_config"
 FORMAT_KEY = "unsmear.format_version"
 # The generator's registered architecture (models.registry); absent = RRDBNet (older files).
 ARCH_KEY = "unsmear.architecture"
+# Written by save_generator itself, never copied from other metadata.
+RESERVED_KEYS = (CONFIG_KEY, FORMAT_KEY, ARCH_KEY)
 FORMAT_VERSION = "1"
 # Wrappers around the state dict, most preferred first: BasicSR saves the EMA weights
 # (the better ones) as "params_ema"; Lightning-style files use "state_dict".
@@ -66,10 +69,6 @@ OLD_ESRGAN_RENAMES = (
 _BODY_BLOCK = re.compile(r"^body\.(\d+)\.")
 _UNSUPPORTED = re.compile(r"Unsupported (?:global: GLOBAL (\S+)|(operand \d+))")
 KNOWN_LAYOUTS = "expected an RRDBNet state dict (unsmear, BasicSR, Real-ESRGAN or ESRGAN)"
-
-
-class CheckpointError(ValueError):
-    """A file that is not a generator checkpoint we can load; the message names the file."""
 
 
 def _names(names: list[str]) -> str:
@@ -376,7 +375,7 @@ def save_generator(
     bad = [k for k, v in extra.items() if not isinstance(k, str) or not isinstance(v, str)]
     if bad:
         raise ValueError(f"save_generator metadata must map str to str; bad entries: {_names(bad)}")
-    reserved = sorted({CONFIG_KEY, FORMAT_KEY, ARCH_KEY} & set(extra))
+    reserved = sorted(set(RESERVED_KEYS) & set(extra))
     if reserved:
         raise ValueError(f"save_generator metadata may not set {', '.join(reserved)}")
     extra[CONFIG_KEY] = json.dumps(dataclasses.asdict(net.config), sort_keys=True)

@@ -2,27 +2,24 @@
 
 Results go to stdout, progress bars and log messages to stderr; a user mistake (bad
 config key, missing file, unusable checkpoint) is one ``error: ...`` line on stderr and
-exit status 2, without a traceback.
+exit status 2, without a traceback (see unsmear.cli_conventions).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
+from dataset_builder.errors import BuildError
 from models import configs
-from models.checkpoint import CheckpointError
-from models.data import DataError
-from models.train import ConfigError
-
-EXIT_USAGE = 2  # argparse's own status for bad usage
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+from models.errors import CheckpointError, ConfigError, DataError
+from unsmear.cli_conventions import Parser, add_output_options, add_version, run
 
 # User mistakes: reported as one line. Anything else is a bug and keeps its traceback.
-# A diverging run (FloatingPointError) is reported the same way: its message says what to change.
-USER_ERRORS = (ConfigError, DataError, CheckpointError, FileNotFoundError, FloatingPointError)
+# (BuildError: the photos of on-the-fly pairs are found by the builder's renderer.)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, BuildError, FileNotFoundError)
+# A diverging run is failed work (exit status 1), reported as one line that says what to change.
+FAILURES = (FloatingPointError,)
 
 DESCRIPTION = """\
 Train, evaluate and ship unsmear's deblurring generator (ESRGAN's RRDBNet without
@@ -42,7 +39,7 @@ examples:
 
 overrides are KEY=VALUE with YAML values; dotted keys reach sections, e.g.
   steps=200 stage=gan lr_g=1e-4 generator.num_block=4 discriminator.kind=patch
-a run folder gets config.yaml, log.csv, checkpoints/ and, at the end, model.safetensors
+a run folder gets config.yaml, log.csv, checkpoints/, val_images/ and, at the end, model.safetensors
 (the EMA weights)."""
 
 EVALUATE_EPILOG = """\
@@ -107,11 +104,12 @@ _positive = _integer_at_least(1)
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m models`` argument parser."""
     raw = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog="python -m models", description=DESCRIPTION, formatter_class=raw)
+    parser = Parser(prog="python -m models", description=DESCRIPTION, formatter_class=raw)
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # -v belongs to every subcommand, so it may come anywhere after the command's name.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", help="log progress details (INFO) on stderr")
+    # -q and -v belong to every subcommand, so they may come anywhere after the command's name.
+    common = Parser(add_help=False)
+    add_output_options(common)
 
     train = sub.add_parser(
         "train",
@@ -138,7 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CKPT",
         help="continue the run in out= from its newest checkpoint, or from CKPT",
     )
-    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -188,7 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--max-pairs", type=_positive, default=None, metavar="N", help="evaluate N pairs spread evenly over the manifest (default: all)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: %(default)s)")
-    evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     render = sub.add_parser(
         "render-pairs",
@@ -254,7 +250,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigError(f"{bad[0]!r} is not KEY=VALUE (only the config file is positional)")
     config = load_config(args.config, overrides)
-    result = train(config, resume=args.resume, progress=not args.no_progress)
+    result = train(config, resume=args.resume, progress=not args.quiet)
     print(f"trained {result.step} steps; model: {result.model_path}; checkpoint: {result.checkpoint}")
     if result.validation:
         v = result.validation
@@ -277,7 +273,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     )
     if not Path(config.model).exists():
         raise FileNotFoundError(f"model not found: {config.model}")
-    report = evaluate(config, progress=not args.no_progress)
+    report = evaluate(config, progress=not args.quiet)
     print(format_table(report))
     json_path, plot_path = write_outputs(report, config.out)
     print(f"wrote {json_path}, {plot_path} and {plot_path.with_name('sheet.png')} (worst and best pairs)")
@@ -345,13 +341,5 @@ def main(argv: list[str] | None = None) -> int:
         _gather_overrides(args, extra, parser)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return COMMANDS[args.command](args)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run(lambda: COMMANDS[args.command](args), verbose=args.verbose,
+               user_errors=USER_ERRORS, failures=FAILURES)

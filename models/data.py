@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from dataset_builder import manifest as builder_manifest
 from dataset_builder.manifest import ManifestError, PairRecord
+from models.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ _SHUFFLE_TAG = 1
 _AUGMENT_TAG = 2
 _SHARP_TAG = 3
 _BYTES_PER_MB = 1024 * 1024
-
-
-class DataError(ValueError):
-    """The pairs folder, its manifest or one of its images is unusable."""
 
 
 def read_manifest(pairs_dir: str | Path, *, split: str | None = None) -> list[PairRecord]:

@@ -479,18 +479,38 @@ def draw_sheet(report: EvaluationReport, path: str | Path, *, count: int = 3, de
     torch_device = _pick_device(device)
     model = load_generator(report.model, device=torch_device)
     records = {(r.source, r.index): r for r in read_manifest(report.pairs_dir)}
-    lines = []
+    sheet_rows = []
     for result in chosen:
         pair = load_pair(records[(result.source, result.index)], model.config.in_frames)
         restored = _restore(model, stack_frames(pair.blurry_frames), torch_device)
-        tiles = [(to_float(pair.blurry_frames[model.config.in_frames // 2]), f"blurred {result.psnr_input:.2f} dB"),
-                 (restored.permute(1, 2, 0).cpu().numpy(), f"restored {result.psnr_output:.2f} dB ({result.gain:+.2f})"),
-                 (to_float(pair.sharp), "sharp")]
+        sheet_rows.append(comparison_row(to_float(pair.blurry_frames[model.config.in_frames // 2]),
+                                         restored.permute(1, 2, 0).cpu().numpy(), to_float(pair.sharp),
+                                         result.psnr_input, result.psnr_output))
+    return write_sheet(sheet_rows, path, tile_height=SHEET_TILE)
+
+
+def comparison_row(blurry: np.ndarray, restored: np.ndarray, sharp: np.ndarray,
+                   psnr_input: float, psnr_output: float) -> list[tuple[np.ndarray, str]]:
+    """The tiles of one sheet row, (H, W, 3) float RGB in [0, 1] with their labels:
+    blurred and restored with their PSNR against the sharp frame, then the sharp frame."""
+    return [(blurry, f"blurred {psnr_input:.2f} dB"),
+            (restored, f"restored {psnr_output:.2f} dB ({psnr_output - psnr_input:+.2f})"),
+            (sharp, "sharp")]
+
+
+def write_sheet(rows: list[list[tuple[np.ndarray, str]]], path: str | Path, *,
+                tile_height: int | None = None) -> Path:
+    """Write rows of labelled tiles, (H, W, 3) float RGB in [0, 1], as one image: each tile
+    scaled to ``tile_height`` (None: as it is), its label written on it; rows are padded
+    with black to the widest."""
+    lines = []
+    for tiles in rows:
         scaled = []
         for image, text in tiles:
             h, w = image.shape[:2]
-            tile = cv2.resize(image, (round(w * SHEET_TILE / h), SHEET_TILE), interpolation=cv2.INTER_AREA)
-            tile = np.ascontiguousarray((np.clip(tile, 0, 1) * 255).round().astype(np.uint8)[:, :, ::-1])
+            if tile_height is not None:
+                image = cv2.resize(image, (round(w * tile_height / h), tile_height), interpolation=cv2.INTER_AREA)
+            tile = np.ascontiguousarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)[:, :, ::-1])
             cv2.putText(tile, text, (6, 18), FONT, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
             cv2.putText(tile, text, (6, 18), FONT, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
             scaled.append(tile)

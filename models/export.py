@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import CONFIG_KEY, FORMAT_KEY, CheckpointError, load_generator, read_metadata, save_generator
+from models.checkpoint import RESERVED_KEYS, CheckpointError, load_generator, read_metadata, save_generator
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def export(checkpoint: str | Path, out: str | Path, *, weights: str = "ema") -> 
     source = _weights_file(Path(checkpoint), weights)
     model = load_generator(source)
     # save_generator writes the config and format keys itself.
-    metadata = {k: v for k, v in read_metadata(source).items() if k not in (CONFIG_KEY, FORMAT_KEY)}
+    metadata = {k: v for k, v in read_metadata(source).items() if k not in RESERVED_KEYS}
     metadata["unsmear.exported_from"] = str(source)
     save_generator(model, out, metadata=metadata)
     logger.info("exported %s to %s", source, out)

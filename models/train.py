@@ -12,8 +12,10 @@ Wang et al., *ESRGAN* (2018), as implemented by BasicSR:
 
 A run folder holds ``config.yaml`` (the resolved config), ``log.csv`` (and TensorBoard
 events when ``tensorboard`` is installed), ``checkpoints/step_NNNNNNNN/`` (generator,
-EMA and discriminator as safetensors, optimiser/scheduler state in ``state.pt``) and,
-at the end, ``model.safetensors`` (the EMA weights, ready for ``pipeline``).
+EMA and discriminator as safetensors, optimiser/scheduler state in ``state.pt``),
+``val_images/step_NNNNNNNN.png`` (the first validation pairs, blurred | restored | sharp,
+at each validation) and, at the end, ``model.safetensors`` (the EMA weights, ready for
+``pipeline``).
 
 Runs are deterministic on the CPU for a given seed, and a resumed run is identical to
 an uninterrupted one: data order and augmentation depend only on (seed, sample number)
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -52,6 +55,7 @@ from models import configs as shipped_configs
 from models.checkpoint import CONFIG_KEY, load_trunk, read_metadata, read_state_dict, save_generator
 from models.data import PairsDataset, read_manifest
 from models.discriminator import DiscriminatorConfig, build_discriminator
+from models.errors import ConfigError
 from models.generator import GeneratorConfig, RRDBNet
 from models.losses import (
     FFTLoss,
@@ -62,6 +66,7 @@ from models.losses import (
     wgan_critic_loss,
     wgan_generator_loss,
 )
+from models.evaluate import comparison_row, write_sheet
 from models.metrics import psnr, ssim
 from models.synthetic import SamplePlan, SyntheticConfig, SyntheticPairs
 from models.vgg import VGG19_LAYERS, load_vgg19_features
@@ -75,6 +80,7 @@ STAGE_DEFAULTS = {
 }
 PERCEPTUAL_WEIGHT_DEFAULTS = {"vgg19": 1.0, "fft": 0.1, "none": 0.0}  # fft: MIMO-UNet's 0.1
 CHECKPOINTS_DIR = "checkpoints"
+VAL_IMAGES_DIR = "val_images"
 CHECKPOINT_PREFIX = "step_"
 STATE_FILE = "state.pt"
 FINAL_MODEL = "model.safetensors"
@@ -91,10 +97,6 @@ VAL_PSNR_CAP = 50.0
 VAL_SETS = ("val", "val_synth", "val_real")
 # Mixed into the seed of each step's own RNG (used by the gradient penalty).
 _STEP_RNG_TAG = 7919
-
-
-class ConfigError(ValueError):
-    """A training config that cannot work; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class TrainConfig:
     val_every: int = 500  # steps between validations of the EMA model (and at the end)
     val_crop: int | None = 256  # centre crop of validation frames in px (speed); None: whole frames
     val_max_pairs: int | None = 32  # validation pairs used; None: all
+    val_images: int = 4  # first validation pairs saved at each validation as blurred | restored | sharp rows in val_images/step_NNNNNNNN.png (BasicSR's visual check); 0: none
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
     keep_checkpoints: int = 3  # newest checkpoints kept in the run folder
     num_workers: int = -1  # DataLoader workers; -1: 0 when pairs are cached, else up to 8 (cores - 1)
@@ -155,6 +158,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.val_images < 0:
+            raise ConfigError(f"val_images must be >= 0 (0: no images), got {self.val_images}")
         if not 0.0 <= self.sharp_input_fraction < 1.0:
             raise ConfigError(f"sharp_input_fraction must be in [0, 1), got {self.sharp_input_fraction}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -417,6 +422,11 @@ class _CsvLog:
 # --------------------------------------------------------------------------- trainer
 
 
+def _hwc(batch: torch.Tensor) -> np.ndarray:
+    """The first image of a (N, 3, H, W) batch as an (H, W, 3) float32 array."""
+    return batch[0].permute(1, 2, 0).float().cpu().numpy()
+
+
 def _pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -677,9 +687,13 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Mean PSNR (``models.metrics``, capped at ``VAL_PSNR_CAP`` per sample) of the EMA model and
-        of its input on each validation set, and SSIM on the stored pairs' val split: ``val_psnr``, ``val_synth_psnr``, ``val_real_psnr``..."""
+        of its input on each validation set, and SSIM on the stored pairs' val split: ``val_psnr``, ``val_synth_psnr``, ``val_real_psnr``...
+
+        The first ``val_images`` samples (of the sets in that order) are also drawn, a row each,
+        into ``val_images/step_NNNNNNNN.png``, to see what the numbers mean."""
         c = self.config.generator.centre_frame * 3
         result: dict[str, float] = {}
+        shown: list[list[tuple[np.ndarray, str]]] = []
         for name, samples in self.val_sets.items():
             sums: dict[str, float] = {}
             prefix = "val" if name == "val" else name
@@ -694,7 +708,15 @@ class Trainer:
                     figures.update(val_ssim=ssim(restored, sharp), val_ssim_input=ssim(blurry[:, c:c + 3], sharp))
                 for key, value in figures.items():
                     sums[key] = sums.get(key, 0.0) + value.item()
+                if len(shown) < self.config.val_images:
+                    shown.append(comparison_row(_hwc(blurry[:, c:c + 3]), _hwc(restored), _hwc(sharp),
+                                                figures[f"{prefix}_psnr_input"].item(),
+                                                figures[f"{prefix}_psnr"].item()))
             result.update({key: value / len(samples) for key, value in sums.items()})
+        if shown:
+            folder = self.run_dir / VAL_IMAGES_DIR
+            folder.mkdir(parents=True, exist_ok=True)
+            write_sheet(shown, folder / f"{CHECKPOINT_PREFIX}{self.step:08d}.png")
         return result
 
     # ---- checkpoints

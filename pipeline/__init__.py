@@ -1,31 +1,20 @@
 """Deblurring videos (decode with PyAV, restore frames with the generator, re-encode), images
 and folders of frames."""
 
-from pipeline.config import ProcessConfig
-from pipeline.errors import PipelineError
-from pipeline.config import EncoderSettings
+from __future__ import annotations
 
+from unsmear.lazy_exports import lazy_getattr
 
-def process_video(*args, **kwargs):
-    """Deblur a video file; see :func:`pipeline.process.process_video`."""
-    from pipeline.process import process_video as _process_video
+# Names re-exported here, loaded on first use (PEP 562): importing ``pipeline.cli`` (for
+# ``--help``) must not load PyAV or torch.
+_EXPORTS = {
+    "EncoderSettings": "pipeline.config",
+    "PipelineError": "pipeline.errors",
+    "ProcessConfig": "pipeline.config",
+    "process_images": "pipeline.images",
+    "process_video": "pipeline.process",
+    "process_video_parallel": "pipeline.parallel",
+}
+__all__ = sorted(_EXPORTS)
 
-    return _process_video(*args, **kwargs)
-
-
-def process_images(*args, **kwargs):
-    """Deblur an image or a folder of numbered frames; see :func:`pipeline.images.process_images`."""
-    from pipeline.images import process_images as _process_images
-
-    return _process_images(*args, **kwargs)
-
-
-def process_video_parallel(*args, **kwargs):
-    """Deblur a video on Ray workers; see :func:`pipeline.parallel.process_video_parallel`."""
-    from pipeline.parallel import process_video_parallel as _parallel
-
-    return _parallel(*args, **kwargs)
-
-
-__all__ = ["EncoderSettings", "PipelineError", "ProcessConfig", "process_images",
-           "process_video", "process_video_parallel"]
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

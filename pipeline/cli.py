@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
-import sys
-import threading
 from pathlib import Path
 
-from pipeline.config import PRECISIONS, ProcessConfig
-from pipeline.errors import PipelineError
-from pipeline.config import EncoderSettings
+from pipeline.config import PRECISIONS, EncoderSettings, ProcessConfig
+from pipeline.errors import PipelineError, RunFailedError
+from unsmear.cli_conventions import Parser, add_output_options, add_version, run
 
 DESCRIPTION = """\
 Remove motion blur from a video. Frames are decoded, restored in batches by the generator
@@ -113,7 +109,8 @@ def add_ray_arguments(parser: argparse.ArgumentParser, *, workers_help: str,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=DESCRIPTION)
+    parser = Parser(prog="python -m pipeline", description=DESCRIPTION)
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("process", help="deblur a video, an image or a folder of frames",
                        description=DESCRIPTION, epilog=PROCESS_EPILOG,
@@ -138,13 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--reference", type=Path, metavar="SHARP",
                    help="with a --compare grid: a video of the input's sharp frames (same size and "
                         "order); each tile then shows its PSNR against them")
-    o.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    o.add_argument("-v", "--verbose", action="store_true", help="log details on stderr")
+    add_output_options(o)
     return parser
 
 
 def process_config(args: argparse.Namespace, **overrides) -> ProcessConfig:
     """A ProcessConfig from the options of :func:`add_model_arguments` (and -q, --overwrite)."""
+
     fields = dict(
         model=args.model,
         device=args.device,
@@ -167,54 +164,34 @@ def process_config(args: argparse.Namespace, **overrides) -> ProcessConfig:
     return ProcessConfig(**fields)
 
 
-def interrupt_on_sigterm() -> None:
-    """Make SIGTERM (a plain `kill`, a scheduler stopping the run) end the run as Ctrl-C does:
-    partial files removed, exit status 130. Shared with ``python -m jobs``."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    interrupt_on_sigterm()
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    return run(lambda: _process(args), verbose=args.verbose, user_errors=(PipelineError,),
+               failures=(RunFailedError,), interrupted="interrupted; no output written")
+
+
+def _process(args: argparse.Namespace) -> int:
     from pipeline.images import is_image_input, process_images  # heavy imports (torch)
     from pipeline.process import process_video                    # after --help
 
-    try:
-        config = process_config(args)
-        if config.reference is not None and (config.compare is None or
-                                             config.compare.suffix.lower() not in (".png", ".jpg", ".jpeg")):
-            raise PipelineError("--reference goes with a --compare grid (a .png or .jpg file)")
-        workers = args.workers if args.workers is not None else _local_gpus(args)
-        if is_image_input(args.input):
-            if (args.workers or 1) > 1 or args.address is not None or config.compare is not None:
-                raise PipelineError("images and folders of frames run in this process: leave "
-                                    "out --workers, --address and --compare")
-            result = process_images(args.input, args.output, config=config)
-        elif workers > 1 or args.address is not None:
-            if config.compare is not None:
-                raise PipelineError("--compare works with one worker (leave out --workers/--address)")
-            from pipeline.cluster import ParallelConfig
-            from pipeline.parallel import process_video_parallel
+    config = process_config(args)
+    workers = args.workers if args.workers is not None else _local_gpus(args)
+    if is_image_input(args.input):
+        if (args.workers or 1) > 1 or args.address is not None or config.compare is not None:
+            raise PipelineError("images and folders of frames run in this process: leave "
+                                "out --workers, --address and --compare")
+        result = process_images(args.input, args.output, config=config)
+    elif workers > 1 or args.address is not None:
+        from pipeline.cluster import ParallelConfig
+        from pipeline.parallel import process_video_parallel
 
-            # On a cluster without --workers, 0 lets the pool count the cluster's GPUs.
-            count = (args.workers or 0) if args.address is not None else workers
-            parallel = ParallelConfig(workers=count, address=args.address)
-            result = process_video_parallel(args.input, args.output, config=config,
-                                            parallel=parallel)
-        else:
-            result = process_video(args.input, args.output, config=config)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; no output written", file=sys.stderr)
-        return 130
+        # On a cluster without --workers, 0 lets the pool count the cluster's GPUs.
+        count = (args.workers or 0) if args.address is not None else workers
+        parallel = ParallelConfig(workers=count, address=args.address)
+        result = process_video_parallel(args.input, args.output, config=config,
+                                        parallel=parallel)
+    else:
+        result = process_video(args.input, args.output, config=config)
     print(f"{result.output}\t{result.frames} frames\t{result.seconds:.1f} s\t{result.fps:.2f} fps")
     return 0
 

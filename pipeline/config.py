@@ -12,6 +12,7 @@ from pipeline.errors import PipelineError
 
 # The model that ships inside the repository, used when no --model is given.
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "weights" / "default.safetensors"
+# --precision's choices; the restorer resolves "auto" for the device it runs on.
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 HWDEC_CHOICES = ("none", "auto", "cuda")
 DEFAULT_TILE_OVERLAP = 32

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from models.registry import Generator
 from pipeline.config import ProcessConfig
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, RunFailedError
 from pipeline.outputs import check_output
 from pipeline.process import ProcessResult
 from pipeline.restorer import make_restorer
@@ -149,8 +149,8 @@ def encode_picture(picture: Picture, suffix: str) -> bytes:
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if suffix in (".jpg", ".jpeg") else []
     ok, encoded = cv2.imencode(suffix, image, params)
     if not ok:
-        raise PipelineError(f"OpenCV could not encode a {image.dtype} {image.shape} image "
-                            f"as {suffix}")
+        raise RunFailedError(f"OpenCV could not encode a {image.dtype} {image.shape} image "
+                             f"as {suffix}")
     return encoded.tobytes()
 
 

@@ -29,7 +29,7 @@ import ray
 from models.registry import Generator
 from pipeline.cluster import ParallelConfig, connect, local_cpus, worker_count
 from pipeline.config import ProcessConfig
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, RunFailedError
 from pipeline.outputs import check_output
 from pipeline.process import ProcessResult, default_output_path
 from pipeline.restorer import load_model
@@ -174,6 +174,6 @@ def process_video_parallel(input_path: str | os.PathLike, output: str | os.PathL
         error = outcome.exception
         if isinstance(error, BaseException):
             raise error
-        raise PipelineError(outcome.error or f"{input_path}: failed")
+        raise RunFailedError(outcome.error or f"{input_path}: failed")
     return ProcessResult(output=outcome.output, frames=outcome.frames,
                          seconds=time.perf_counter() - started, codec=outcome.codec)

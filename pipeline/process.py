@@ -22,7 +22,7 @@ from tqdm import tqdm
 from models.registry import Generator
 from pipeline.compare import Comparison
 from pipeline.config import ProcessConfig
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, RunFailedError
 from pipeline.ordered import conversion_threads
 from pipeline.outputs import check_output, partial_path, remove_dead_leftovers
 from pipeline.restorer import Restorer, make_restorer
@@ -139,8 +139,8 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path, c
     finally:
         progress.close()
     if writer.frames_written != restored:
-        raise PipelineError(f"internal error: restored {restored} frames but wrote "
-                            f"{writer.frames_written}")
+        raise RunFailedError(f"internal error: restored {restored} frames but wrote "
+                             f"{writer.frames_written}")
     return writer.frames_written, writer.codec
 
 

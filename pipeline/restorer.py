@@ -22,7 +22,7 @@ from torch import Tensor
 from models.registry import Generator
 from models.checkpoint import CheckpointError, load_generator
 from pipeline.config import DEFAULT_MODEL_PATH, DEFAULT_TILE_OVERLAP, PRECISIONS, ProcessConfig
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, RunFailedError
 from pipeline.tiling import run_tiled
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ class Restorer:
         smaller = [t for t in OOM_TILE_SIZES if t < (plan.tile or max(height, width))]
         smaller = [t for t in smaller if t > self.tile_overlap]
         if not smaller:
-            raise PipelineError(
+            raise RunFailedError(
                 f"out of GPU memory even for one {OOM_TILE_SIZES[-1]}px tile; "
                 f"use --device cpu or a smaller model")
         plan.tile = smaller[0]

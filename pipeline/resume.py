@@ -27,7 +27,7 @@ from pathlib import Path
 
 from models.registry import Generator
 from pipeline.config import ProcessConfig
-from pipeline.errors import PipelineError
+from pipeline.errors import RunFailedError
 from pipeline.segments import Segment, SegmentResult
 
 log = logging.getLogger(__name__)
@@ -106,8 +106,8 @@ class ResumeFolder:
         try:
             self.path.mkdir(exist_ok=True)
         except OSError as exc:
-            raise PipelineError(f"{self.path}: cannot create the folder for finished segments "
-                                f"({exc.strerror})") from exc
+            raise RunFailedError(f"{self.path}: cannot create the folder for finished segments "
+                                 f"({exc.strerror})") from exc
         finished = {}
         for record in sorted(self.path.glob("segment-*.json")):
             result = self._read(record)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pipeline.cluster import WORKER_DIED, ParallelConfig
 from pipeline.config import EncoderSettings
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, RunFailedError
 from pipeline.outputs import check_output, partial_path, remove_dead_leftovers, segments_folder
 from pipeline.resume import ResumeFolder, run_key
 from pipeline.segments import (
@@ -153,7 +153,7 @@ class Run:
                 self._dispatch()
                 if not self.in_flight:
                     if self.queue:
-                        raise PipelineError("every Ray worker died; nothing is left to run on")
+                        raise RunFailedError("every Ray worker died; nothing is left to run on")
                     if self.exhausted:
                         break
                     continue

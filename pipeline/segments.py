@@ -30,7 +30,7 @@ from pathlib import Path
 import av
 
 from pipeline.config import ProcessConfig
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, RunFailedError
 from pipeline.ordered import conversion_threads
 from pipeline.outputs import partial_path
 from pipeline.restorer import Restorer
@@ -357,13 +357,13 @@ def restore_segment(task: SegmentTask, restorer: Restorer, *,
                             queue_frames=config.queue_frames, convert_threads=convert_threads,
                             on_progress=on_progress)
         if writer is None:
-            raise PipelineError(f"{task.input}: segment {task.segment.index} has no frames")
+            raise RunFailedError(f"{task.input}: segment {task.segment.index} has no frames")
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     if writer.frames_written != len(pts):
-        raise PipelineError(f"internal error: segment {task.segment.index} restored "
-                            f"{len(pts)} frames but wrote {writer.frames_written}")
+        raise RunFailedError(f"internal error: segment {task.segment.index} restored "
+                             f"{len(pts)} frames but wrote {writer.frames_written}")
     return SegmentResult(index=task.segment.index, path=path, frames=writer.frames_written,
                          first_pts=pts[0], last_pts=pts[-1], start_time_us=file_start_time(path),
                          seconds=time.perf_counter() - started, codec=writer.codec)

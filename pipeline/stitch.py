@@ -12,7 +12,7 @@ import av
 import ffmpeg
 import imageio_ffmpeg
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, RunFailedError
 from pipeline.segments import SegmentResult
 from pipeline.video_reader import VideoInfo
 from pipeline.video_writer import MATROSKA_FAMILY, MOV_FAMILY
@@ -62,8 +62,8 @@ def write_concat_list(results: list[SegmentResult], path: Path) -> int:
         if following is not None:
             gap = following.start_time_us - current.start_time_us
             if gap <= 0:
-                raise PipelineError(f"internal error: segment {following.index} starts at or "
-                                    f"before segment {current.index}")
+                raise RunFailedError(f"internal error: segment {following.index} starts at or "
+                                     f"before segment {current.index}")
             lines.append(f"duration {_seconds(gap)}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return results[0].start_time_us
@@ -96,7 +96,7 @@ def stitch(results: list[SegmentResult], info: VideoInfo, output: Path, *,
         options["movie_timescale"] = info.time_base.denominator
     command = ffmpeg.output(*streams, str(output), **options).global_args(
         "-hide_banner", "-nostdin", "-loglevel", "error")
-    _run_ffmpeg(command, f"{name.name}: joining the segments failed")
+    _run_ffmpeg(command, f"{name.name}: joining the segments failed", RunFailedError)
     return _check_stitched(results, info, output, name)
 
 
@@ -117,13 +117,13 @@ def check_copyable(info: VideoInfo, output: Path, workdir: Path) -> None:
         scratch.unlink(missing_ok=True)
 
 
-def _run_ffmpeg(command, message: str) -> None:
+def _run_ffmpeg(command, message: str, error: type[PipelineError] = PipelineError) -> None:
     try:
         command.run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
     except ffmpeg.Error as exc:
         lines = [line for line in exc.stderr.decode(errors="replace").splitlines() if line.strip()]
         detail = " / ".join(lines[-FFMPEG_ERROR_LINES:]) or "no message"
-        raise PipelineError(f"{message} ({detail})") from exc
+        raise error(f"{message} ({detail})") from exc
 
 
 def _check_stitched(results: list[SegmentResult], info: VideoInfo, output: Path,
@@ -136,12 +136,12 @@ def _check_stitched(results: list[SegmentResult], info: VideoInfo, output: Path,
         pts = [p.pts for p in container.demux(stream) if p.size and p.pts is not None]
         out_tb = stream.time_base
     if len(pts) != expected:
-        raise PipelineError(f"{name.name}: the joined video has {len(pts)} frames, the "
-                            f"segments {expected}")
+        raise RunFailedError(f"{name.name}: the joined video has {len(pts)} frames, the "
+                             f"segments {expected}")
     for found, wanted in ((min(pts), results[0].first_pts), (max(pts), results[-1].last_pts)):
         if found != _rescale(wanted, info.time_base, out_tb):
-            raise PipelineError(f"{name.name}: the joined video's timestamps are shifted "
-                                f"({found} vs {wanted} expected)")
+            raise RunFailedError(f"{name.name}: the joined video's timestamps are shifted "
+                                 f"({found} vs {wanted} expected)")
     return len(pts)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_reformatter
 from pipeline.config import HWDEC_CHOICES
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, RunFailedError
 from pipeline.ordered import ordered_map
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,8 @@ class Damage:
         if found is None:
             return
         if not accept:
-            raise PipelineError(f"{path}: the input is damaged (truncated or corrupt): {found}; "
-                                f"pass --accept-damaged to restore the frames that decode")
+            raise RunFailedError(f"{path}: the input is damaged (truncated or corrupt): {found}; "
+                                 f"pass --accept-damaged to restore the frames that decode")
         log.warning("%s: the input is damaged: %s; restoring the frames that decode", path, found)
 
 

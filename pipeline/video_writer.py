@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_reformatter
 from pipeline.config import EncoderSettings
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, RunFailedError
 from pipeline.video_reader import VideoInfo
 
 log = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ class VideoWriter:
         try:
             return self._video.encode(frame)
         except (av.error.FFmpegError, ValueError) as exc:
-            raise PipelineError(f"encoding with {self.codec} failed ({exc})") from exc
+            raise RunFailedError(f"encoding with {self.codec} failed ({exc})") from exc
 
     def _mux(self, packets) -> None:
         for packet in packets:
@@ -386,8 +386,8 @@ def check_written(path: Path, frames: int, name: Path | None = None) -> None:
         pass  # counted what could be read
     if readable == frames:
         return
-    raise PipelineError(f"{name.name}: writing the output failed ({_write_failure(path)}): it "
-                        f"reads back with {readable} of the {frames} frames written")
+    raise RunFailedError(f"{name.name}: writing the output failed ({_write_failure(path)}): it "
+                         f"reads back with {readable} of the {frames} frames written")
 
 
 def _write_failure(path: Path) -> str:

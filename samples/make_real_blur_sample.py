@@ -38,7 +38,7 @@ def main(source: str) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         pairs = Path(tmp) / "pairs"
         subprocess.run([sys.executable, "-m", "dataset_builder", "build", source, str(pairs), "--window", str(WINDOW),
-                        "--val-fraction", "1", "--static-keep", "1", "--no-progress"], check=True)
+                        "--val-fraction", "1", "--static-keep", "1", "-q"], check=True)
         write(HERE / "floor_blurred.mp4", sorted((pairs / "val" / "blurry").rglob("*.png")))
         write(HERE / "floor_sharp.mp4", sorted((pairs / "val" / "sharp").rglob("*.png")))
     return 0

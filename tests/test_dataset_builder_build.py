@@ -263,7 +263,7 @@ def test_cli_build_and_sheet_end_to_end(tmp_path, capsys):
     assert "10 pairs" in stdout and str(out / "manifest.jsonl") in stdout
     assert main(["sheet", str(out), "--pairs", "3", "--tile-height", "32"]) == 0
     sheet = read_image(out / "contact_sheet.png")
-    assert sheet.shape[0] == 3 * (32 + 4)  # three rows of tiles
+    assert sheet.shape[0] == 3 * 32 + 2 * 4  # three rows of tiles, gaps between them
     # Another blur setting of the same footage shares the sharp frames: compare them.
     assert main(["build", str(footage), str(tmp_path / "pairs_k2"), "--interpolate", "2",
                  "--val-fraction", "0.5", "--no-progress"]) == 0
@@ -289,6 +289,28 @@ def test_help_explains_every_option_with_its_default(capsys):
 def test_contact_sheet_needs_a_manifest(tmp_path):
     with pytest.raises(BuildError, match="run `build` first"):
         make_contact_sheet(tmp_path, tmp_path / "sheet.png")
+
+
+def test_contact_sheet_rows_fill_the_width_whatever_the_aspect(tmp_path):
+    """Square footage beside 3:2 footage: the square rows are taller, not shorter with a
+    band of background on the right (the high-fps sheet in the README had one)."""
+    wide = frame_folder(tmp_path / "footage" / "wide", 20, seed=1, size=(32, 48))
+    square = frame_folder(tmp_path / "footage" / "square", 20, seed=2, size=(40, 40))
+    build_pairs([wide, square], tmp_path / "out", BuildConfig(val_fraction=0), progress=False)
+    sheet = read_image(make_contact_sheet(tmp_path / "out", tmp_path / "sheet.png", pairs=4,
+                                          tile_height=32))
+    background = (sheet == 24).all(axis=2)
+    content = ~background.all(axis=1)  # pixel rows of tiles, not of the gaps between rows
+    edges = np.flatnonzero(np.diff(np.r_[False, content, False].astype(int)))
+    heights = sorted((edges[1::2] - edges[::2]).tolist())
+    # Four rows, gaps between them and none around: the canvas is the content. 3:2 rows at
+    # the asked height (2 * 48 + 2 crops * 32 + 3 gaps * 4 = 172 px wide); square rows
+    # as wide, so taller: (172 - 12) / (2 frames + 2 crops) = 40 px.
+    assert content[0] and content[-1]
+    assert heights == [32, 32, 40, 40]
+    # No background band on the right of any row: its last columns are picture.
+    right_band = background[content][:, -8:]
+    assert right_band.mean() < 0.05, "a row leaves an empty band on the right"
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not available")

@@ -26,6 +26,9 @@ from jobs.ledger import LOCK_NAME
 from pipeline.video_reader import read_timestamps
 from tests.media import make_clip
 
+# A Ray cluster and drivers in their own processes: 3 minutes on 2 cores.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
 HEAD_START_TIMEOUT_S = 60

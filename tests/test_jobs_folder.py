@@ -16,6 +16,7 @@ from jobs.report import Report, Row
 from jobs.settings import deblur_fingerprint
 from pipeline import EncoderSettings, ProcessConfig
 from tests.conftest import make_identity_model
+from unsmear.cli_conventions import EXIT_USAGE
 from tests.media import make_clip
 
 
@@ -135,7 +136,7 @@ def test_cli_folder_mistakes_are_one_line(tree, tmp_path, capsys, args, message)
     names = {"in": tree, "out": tmp_path / "out", "missing": tmp_path / "nope", "empty": empty}
     code = cli.main([a.format(**{k: str(v) for k, v in names.items()}) for a in args])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == cli.EXIT_USAGE
+    assert code == EXIT_USAGE
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
 
 

@@ -110,6 +110,8 @@ def test_wrong_types_and_values_fail_clearly():
         load_config(None, ["out=y"])
     with pytest.raises(ConfigError, match="in_frames must be odd"):
         load_config(None, ["data=x", "out=y", "generator.in_frames=2"])
+    with pytest.raises(ConfigError, match="val_images must be >= 0"):
+        load_config(None, ["data=x", "out=y", "val_images=-1"])
 
 
 def test_stage_override_picks_stage_defaults_and_demands_an_explicit_perceptual_loss():
@@ -186,6 +188,24 @@ def test_tiny_yaml_from_the_command_line_lowers_the_loss_and_raises_validation_p
     final = [r for r in rows if r["val_psnr"]][-1]
     assert float(final["val_psnr"]) > float(final["val_psnr_input"]) + 0.2  # held-out source, EMA weights
     assert load_generator(out / "model.safetensors").config.num_feat == 16  # tiny.yaml's architecture
+
+
+@pytest.mark.parametrize("val_images, rows", [(4, 2), (1, 1), (0, 0)])
+def test_each_validation_saves_blurred_restored_sharp_images(pairs, tmp_path, val_images, rows):
+    """As BasicSR does: a look at the first validation pairs at every validation (the
+    fixture holds 2 val pairs of 48x48 px, validated whole)."""
+    out = tmp_path / "run"
+    train(_config(pairs, out, "steps=3", "val_every=2", f"val_images={val_images}"), progress=False)
+    if not rows:
+        assert not (out / "val_images").exists()
+        return
+    saved = sorted(p.name for p in (out / "val_images").iterdir())
+    assert saved == ["step_00000002.png", "step_00000003.png"]  # every 2 steps, and at the end
+    sheet = cv2.imread(str(out / "val_images" / saved[-1]))
+    assert sheet.shape == (rows * 48, 3 * 48, 3)  # a row per pair: blurred | restored | sharp
+    # The tiles are the pairs: the sharp tile of the first row is the first val pair's target.
+    sharp = cv2.imread(str(pairs / "6_sharp.png"))
+    assert np.abs(sheet[20:48, 96:].astype(int) - sharp[20:].astype(int)).mean() < 1
 
 
 def _tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -126,7 +126,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys, identity_model_file):
     (tmp_path / "plate.deblurred").mkdir()
     (tmp_path / "plate.deblurred" / "old.png").write_bytes(b"old")
     code, _, err = _process(capsys, tmp_path / "plate", "--model", identity_model_file)
-    assert code == 1 and "already exists" in err and "Traceback" not in err
+    assert code == 2 and "already exists" in err and "Traceback" not in err
     assert [p.name for p in (tmp_path / "plate.deblurred").iterdir()] == ["old.png"]
     code, _, err = _process(capsys, tmp_path / "plate", "--model", identity_model_file,
                             "--overwrite")
@@ -169,7 +169,7 @@ def test_bad_requests_fail_cleanly(tmp_path, capsys, identity_model_file, case, 
                 p.unlink()
     before = sorted(p.name for p in tmp_path.iterdir())
     code, _, err = _process(capsys, source, "-o", output, "--model", identity_model_file)
-    assert code == 1
+    assert code == 2
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and expected in lines[0], err
     assert "Traceback" not in err

@@ -25,7 +25,7 @@ def _dead_pid() -> int:
     return child.pid
 
 
-def test_sigterm_mid_run_exits_130_and_leaves_nothing(tmp_path, identity_model_file):
+def test_sigterm_mid_run_exits_130_and_leaves_only_what_resumes(tmp_path, identity_model_file):
     clip = make_clip(tmp_path / "clip.mp4", frames=2000, width=64, height=48)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -35,7 +35,9 @@ def test_sigterm_mid_run_exits_130_and_leaves_nothing(tmp_path, identity_model_f
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, OMP_NUM_THREADS="1"))
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not any(out_dir.iterdir()):  # the partial file appears with the first frame
+    # 2000 frames are long enough to be done in segments: a partial segment file appears
+    # with the first restored frame.
+    while not list(out_dir.glob(".clip.resume-*/.segment-*")):
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
         time.sleep(0.05)
     run.send_signal(signal.SIGTERM)
@@ -43,7 +45,11 @@ def test_sigterm_mid_run_exits_130_and_leaves_nothing(tmp_path, identity_model_f
     assert run.returncode == 130, err
     assert "interrupted; no output written" in err
     assert out == ""
-    assert list(out_dir.iterdir()) == []
+    # Only the folder of finished segments stays (for the same command to resume; see
+    # test_pipeline_resume): no output, no partial file.
+    [kept] = out_dir.iterdir()
+    assert kept.name.startswith(".clip.resume-") and kept.is_dir()
+    assert not [p for p in kept.iterdir() if ".partial-" in p.name]
 
 
 def test_leftovers_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):

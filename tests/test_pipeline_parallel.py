@@ -191,6 +191,7 @@ def single(media, tmp_path_factory):
     }
 
 
+@pytest.mark.slow  # a local Ray pool
 @pytest.mark.parametrize("workers", [1, 2, 3, 4])
 def test_n_workers_give_the_single_worker_output(pool, media, single, tmp_path, workers):
     run = ParallelConfig(workers=workers)
@@ -222,6 +223,7 @@ def test_n_workers_give_the_single_worker_output(pool, media, single, tmp_path, 
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
 
 
+@pytest.mark.slow  # a local Ray pool
 def test_video_that_starts_late_keeps_its_timestamps(pool, media, tmp_path):
     """A stream starting at 0.5213 s (cut from a longer recording): MP4 stores the start as an
     edit list, which must not round any frame's time in the joined file."""
@@ -234,6 +236,7 @@ def test_video_that_starts_late_keeps_its_timestamps(pool, media, tmp_path):
     assert read_timestamps(out.output) == read_timestamps(late)
 
 
+@pytest.mark.slow  # a local Ray pool
 @pytest.mark.parametrize("suffix", [".ts", ".m2ts"])
 def test_mpeg_ts_on_two_workers_gives_the_single_worker_output(pool, media, tmp_path, suffix):
     """Transport streams as broadcast and camcorders write them (made by the ffmpeg command
@@ -255,6 +258,7 @@ def test_mpeg_ts_on_two_workers_gives_the_single_worker_output(pool, media, tmp_
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
+@pytest.mark.slow  # a local Ray pool
 def test_interrupted_run_resumes_on_workers(pool, media, tmp_path, monkeypatch):
     """Ctrl-C after two of four segments: the same call again restores the other two and the
     output is the uninterrupted run's, byte for byte."""
@@ -292,6 +296,7 @@ def test_interrupted_run_resumes_on_workers(pool, media, tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow  # a local Ray pool
 def test_worker_killed_mid_segment_is_replaced(pool, media, single, tmp_path, monkeypatch,
                                                caplog):
     marker = tmp_path / "killed"
@@ -307,6 +312,7 @@ def test_worker_killed_mid_segment_is_replaced(pool, media, single, tmp_path, mo
     assert read_timestamps(out.output) == read_timestamps(media["mp4"])
 
 
+@pytest.mark.slow  # a local Ray pool
 def test_error_in_a_segment_fails_the_run_and_writes_nothing(pool, media, tmp_path):
     # ffv1 takes no --crf: every segment's encoder refuses, the error surfaces as it is.
     bad = ProcessConfig(progress=False, encoder=EncoderSettings(codec="ffv1", crf=10))
@@ -315,6 +321,7 @@ def test_error_in_a_segment_fails_the_run_and_writes_nothing(pool, media, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # a local Ray pool
 def test_unsplittable_video_falls_back_to_one_segment(pool, media, tmp_path, monkeypatch,
                                                       caplog):
     """If decoded frames don't match the packet scan, the video is redone in one piece."""
@@ -334,6 +341,7 @@ def test_unsplittable_video_falls_back_to_one_segment(pool, media, tmp_path, mon
     assert read_timestamps(out.output) == read_timestamps(media["mp4"])
 
 
+@pytest.mark.slow  # a local Ray pool
 def test_raw_stream_is_processed_whole(pool, media, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="pipeline.scheduler"):
         out = process_video_parallel(media["raw"], tmp_path / "raw.mkv", config=QUIET, pool=pool)
@@ -341,6 +349,7 @@ def test_raw_stream_is_processed_whole(pool, media, tmp_path, caplog):
     assert out.frames == 30 and len(read_timestamps(out.output)) == 30
 
 
+@pytest.mark.slow  # a local Ray pool
 def test_cli_routes_workers_to_ray(pool, media, identity_model_file, tmp_path, capsys):
     out = tmp_path / "cli.mp4"
     code = cli.main(["process", str(media["mp4"]), "-o", str(out), "--workers", "2",
@@ -357,7 +366,7 @@ def test_cli_mistakes_are_one_line_before_any_work(media, identity_model_file, t
     code = cli.main(["process", str(media["mp4"]), "-o", str(existing), "--workers", "2",
                      "--model", identity_model_file])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and err == [f"error: {existing}: already exists (pass --overwrite to "
+    assert code == 2 and err == [f"error: {existing}: already exists (pass --overwrite to "
                                  f"replace it)"]
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["process", str(media["mp4"]), "--workers", "0"])

@@ -15,6 +15,9 @@ from pipeline.process import default_output_path
 from pipeline.video_reader import FrameReader, read_timestamps
 from tests.media import SHARED_DATA, stream_summary
 
+# About 12 minutes on 2 cores (the 8K clip alone takes 4): `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
 VIDEOS = sorted((SHARED_DATA / "videos").glob("*")) if (SHARED_DATA / "videos").is_dir() else []
 # Files known to fail cleanly here, and why (anything else failing is a bug).
 EXPECTED_FAILURES = {

@@ -13,6 +13,7 @@ import unsmear
 from jobs import cli as jobs_cli
 from pipeline import cli as pipeline_cli
 from unsmear.cli import main
+from unsmear.cli_conventions import EXIT_USAGE
 from tests.media import frame_rgb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def test_process_is_pipeline_process(tmp_path, capsys, identity_model_file):
 
 def test_errors_and_exit_codes_are_the_commands_own(tmp_path, capsys):
     args = ["deblur", str(tmp_path / "missing"), str(tmp_path / "out")]
-    assert main(["jobs", *args]) == jobs_cli.main(args) == jobs_cli.EXIT_USAGE
+    assert main(["jobs", *args]) == jobs_cli.main(args) == EXIT_USAGE
     err = capsys.readouterr().err.splitlines()
     assert err[0] == err[1] and "no such folder" in err[0]
     with pytest.raises(SystemExit) as exit_info:

@@ -2,7 +2,10 @@
 
 The packages follow the data flow (see README.md): ``dataset_builder`` makes training pairs,
 ``models`` trains the generator, ``pipeline`` deblurs one video or image, ``jobs`` runs
-folders on Ray. This package holds only the ``unsmear`` console command and the version.
+folders on Ray. This package holds the ``unsmear`` console command, the version, and what
+the four packages share without importing one another: the command-line conventions
+(:mod:`unsmear.cli_conventions`) and names loaded on first use (:mod:`unsmear.lazy_exports`).
+Both import only the standard library.
 """
 
 # The one place the version is written; pyproject.toml reads it from here.

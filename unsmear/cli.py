@@ -1,7 +1,8 @@
 """The ``unsmear`` console command: one name for every job, beside the ``python -m`` forms.
 
 ``unsmear COMMAND ARGS…`` runs exactly what ``python -m PACKAGE [SUBCOMMAND] ARGS…`` runs
-(the table below), so both forms take the same options and give the same exit codes.
+(the table below), so both forms take the same options and give the same exit codes
+(unsmear.cli_conventions).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from unsmear import __version__
+from unsmear.cli_conventions import Parser, add_version
 
 # command → (module whose main() runs it, its subcommand or None, one-line help)
 COMMANDS: dict[str, tuple[str, str | None, str]] = {
@@ -32,14 +33,14 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     listing = "\n".join(f"  {name:<12} {text}" for name, (_, _, text) in COMMANDS.items())
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="unsmear", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Remove motion blur from video and images.",
         epilog=f"commands:\n{listing}\n\n`unsmear COMMAND --help` shows a command's options.\n"
                f"examples:\n  unsmear process clip.mp4\n  unsmear process photo.png -o sharp.png"
                f"\n  unsmear jobs deblur footage/ restored/\n  unsmear build footage/ pairs/\n"
                f"  unsmear train models/configs/tiny.yaml data=pairs/ out=runs/tiny")
-    parser.add_argument("--version", action="version", version=f"unsmear {__version__}")
+    add_version(parser)
     parser.add_argument("command", choices=COMMANDS, metavar="COMMAND",
                         help="one of: " + ", ".join(COMMANDS))
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

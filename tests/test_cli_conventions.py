@@ -1,0 +1,146 @@
+"""The four command lines and `unsmear` keep the same conventions (issue 13, README).
+
+Exit status 2 and one `error:` line for a usage mistake, `--version`, -q/-v after every
+subcommand, and a `--help` that does not wait for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import unsmear
+from unsmear.cli_conventions import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
+                                     run)
+
+REPO = Path(__file__).resolve().parents[1]
+# What `python -m X` runs for each entry point; `unsmear` is the console command's module.
+ENTRY_POINTS = {"pipeline": "pipeline.cli", "jobs": "jobs.cli",
+                "dataset_builder": "dataset_builder.cli", "models": "models.cli",
+                "unsmear": "unsmear.cli"}
+SUBCOMMANDS = {"pipeline": ["process"], "jobs": ["deblur", "build-pairs"],
+               "dataset_builder": ["build", "render", "probe", "sheet"],
+               "models": ["train", "evaluate", "render-pairs", "export", "interpolate"]}
+# Modules that take seconds to import (torch) or a noticeable part of one: none of them
+# may load before a command runs, or `--help` waits for them.
+HEAVY_MODULES = ("torch", "ray", "cv2", "decord", "av")
+
+
+def _python_m(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _assert_one_error_line(err: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["pipeline", "process", "clip.mp4", "--bogus"],
+    ["pipeline", "process", "clip.mp4", "--batch-size", "-1"],
+    ["jobs", "deblur", "in", "out", "--bogus"],
+    ["jobs", "deblur", "in", "out", "--retries", "0"],
+    ["dataset_builder", "build", "in", "out", "--bogus"],
+    ["dataset_builder", "build", "in", "out", "--window", "seven"],
+    ["models", "train", "tiny", "--bogus"],
+    ["models", "evaluate", "pairs", "--model", "m.safetensors", "--crop-border", "-1"],
+    ["models", "export", "run"],
+    ["unsmear", "deblur-everything"],
+    ["pipeline"],
+])
+def test_usage_error_is_one_line_and_exit_2(argv):
+    done = _python_m(*argv)
+    assert done.returncode == EXIT_USAGE, done.stderr
+    _assert_one_error_line(done.stderr)
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("package", ENTRY_POINTS)
+def test_version(package):
+    done = _python_m(package, "--version")
+    assert done.returncode == EXIT_OK, done.stderr
+    assert done.stdout.strip() == f"unsmear {unsmear.__version__}"
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS.values())
+def test_importing_the_cli_loads_no_heavy_module(module):
+    code = (f"import sys, {module}; "
+            f"print(' '.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "", f"{module} imports {done.stdout.strip()}"
+
+
+@pytest.mark.parametrize("package, subcommand",
+                         [(p, s) for p, subs in SUBCOMMANDS.items() for s in subs])
+def test_quiet_and_verbose_on_every_subcommand(package, subcommand, capsys):
+    main = importlib.import_module(ENTRY_POINTS[package]).main
+    with pytest.raises(SystemExit) as exit_info:
+        main([subcommand, "--help"])
+    assert exit_info.value.code == EXIT_OK
+    text = capsys.readouterr().out
+    assert "-q, --quiet" in text and "-v, --verbose" in text
+    assert "--no-progress" not in text, "the old spelling works but is not advertised"
+
+
+def test_no_progress_is_kept_as_an_alias():
+    from dataset_builder.cli import build_parser as builder_parser
+    from models.cli import build_parser as models_parser
+
+    assert builder_parser().parse_args(["build", "in", "out", "--no-progress"]).quiet
+    assert models_parser().parse_args(["train", "tiny", "--no-progress"]).quiet
+    assert not models_parser().parse_args(["train", "tiny"]).quiet
+
+
+@pytest.mark.parametrize("argv", [
+    ["pipeline", "process", "{tmp}/nope.mp4"],
+    ["jobs", "deblur", "{tmp}/nope", "{tmp}/out"],
+    ["dataset_builder", "build", "{tmp}/nope", "{tmp}/out"],
+    ["models", "evaluate", "{tmp}/nope", "--model", "{tmp}/nope.safetensors"],
+    ["models", "train", "{tmp}/nope.yaml", "out={tmp}/run"],
+    ["unsmear", "process", "{tmp}/nope.mp4"],
+])
+def test_missing_input_is_a_usage_error(argv, tmp_path, capsys):
+    main = importlib.import_module(ENTRY_POINTS[argv[0]]).main
+    assert main([a.format(tmp=tmp_path) for a in argv[1:]]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    _assert_one_error_line(captured.err)
+    assert "nope" in captured.err and captured.out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "nothing may be written"
+
+
+class _Mistake(ValueError):
+    pass
+
+
+class _Failure(_Mistake):
+    pass
+
+
+def _raise(exc: BaseException):
+    def command() -> int:
+        raise exc
+    return command
+
+
+@pytest.mark.parametrize("exc, status, line", [
+    (_Mistake("bad --thing"), EXIT_USAGE, "error: bad --thing"),
+    (_Failure("the disk is full"), EXIT_FAILED, "error: the disk is full"),
+    (KeyboardInterrupt(), EXIT_INTERRUPTED, "interrupted"),
+])
+def test_run_maps_outcomes_to_exit_status(exc, status, line, capsys):
+    assert run(_raise(exc), verbose=False, user_errors=(_Mistake,),
+               failures=(_Failure,)) == status
+    assert capsys.readouterr().err.strip() == line
+    assert run(lambda: EXIT_OK, verbose=False, user_errors=(_Mistake,)) == EXIT_OK
+
+
+def test_run_keeps_the_traceback_of_a_bug():
+    with pytest.raises(ZeroDivisionError):
+        run(_raise(ZeroDivisionError()), verbose=False, user_errors=(_Mistake,))

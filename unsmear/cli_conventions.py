@@ -1,0 +1,101 @@
+"""What every unsmear command line does the same way (README: "Command-line conventions").
+
+``python -m dataset_builder``, ``python -m models``, ``python -m pipeline``, ``python -m jobs``
+and the ``unsmear`` command that runs them all build their parsers and run their commands
+through this module, so they agree on:
+
+- exit status: 0 done, 1 the work failed (a full disk, a diverging training run, items of a
+  job), 2 a usage mistake (a bad option or value, a missing input file), 130 interrupted
+  (Ctrl-C, or SIGTERM from ``kill`` or a scheduler);
+- a mistake is one ``error: ...`` line on stderr, without a traceback;
+- ``-q/--quiet`` and ``-v/--verbose`` after every subcommand, ``--version`` on each command;
+- results on stdout; progress bars, warnings and log messages on stderr.
+
+It imports only the standard library, so that every package may use it (they import one
+way: dataset_builder → models → pipeline → jobs) and ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import NoReturn
+
+from unsmear import __version__
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the work ran and failed; the message says what happened
+EXIT_USAGE = 2  # argparse's own status for bad usage; also a missing file, a bad value
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+VERSION = f"unsmear {__version__}"
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+ErrorTypes = tuple[type[BaseException], ...]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one ``error:`` line (exit 2), like every other mistake.
+
+    Subcommands added with ``add_subparsers().add_parser`` are of this class too.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """``--version``: prints ``unsmear X.Y.Z`` on stdout and exits 0."""
+    parser.add_argument("--version", action="version", version=VERSION)
+
+
+def add_output_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``-q/--quiet`` and ``-v/--verbose``, for every subcommand (they come after its name)."""
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    # The builder's and trainer's older spelling, kept so that scripts using it still run.
+    parser.add_argument("--no-progress", dest="quiet", action="store_true",
+                        help=argparse.SUPPRESS)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log details (INFO) on stderr")
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM (a plain `kill`, a scheduler stopping the run) end the run as Ctrl-C does:
+    partial files removed, exit status 130."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def run(command: Callable[[], int], *, verbose: bool, user_errors: ErrorTypes,
+        failures: ErrorTypes = (), interrupted: str = "interrupted") -> int:
+    """Run one command's work and return its exit status, the same way in every CLI.
+
+    Log messages go to stderr (INFO with ``verbose``). An exception of ``failures`` (checked
+    first, so it may subclass a user error) is reported as one ``error:`` line with status 1,
+    one of ``user_errors`` as one line with status 2, Ctrl-C or SIGTERM as the
+    ``interrupted`` line with status 130. Anything else is a bug and keeps its traceback.
+    """
+    interrupt_on_sigterm()
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format=LOG_FORMAT,
+                        stream=sys.stderr)
+    try:
+        return command()
+    except failures as exc:
+        return _report(exc, EXIT_FAILED)
+    except user_errors as exc:
+        return _report(exc, EXIT_USAGE)
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _report(exc: BaseException, status: int) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return status
