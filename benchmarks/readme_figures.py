@@ -20,7 +20,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dataset_builder.images import IMAGE_SUFFIXES, read_image, to_rgb  # noqa: E402
+from dataset_builder.images import read_image, to_rgb  # noqa: E402
+from unsmear.media import IMAGE_EXTENSIONS  # noqa: E402
 from models.checkpoint import load_generator  # noqa: E402
 from models.data import to_float  # noqa: E402
 from pipeline.compare import busiest_crop  # noqa: E402
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = load_generator(args.model).eval()
     tiles = []
-    for path in sorted(p for p in args.photos.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+    for path in sorted(p for p in args.photos.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS):
         blurry = to_float(to_rgb(read_image(path)))
         restored = restore(model, blurry)
         size = min(args.crop, *blurry.shape[:2])

@@ -7,7 +7,6 @@ shape (H, W, C) with C = 1 (grey) or 3 (RGB), dtype uint8 or uint16.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import av
@@ -15,6 +14,7 @@ import cv2
 import numpy as np
 
 from dataset_builder.errors import BuildError
+from unsmear.files import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 # decoding the frames behind them.
 PNG_COMPRESSION = 1
 PNG_FILTER = cv2.IMWRITE_PNG_FILTER_UP
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".webp")
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -80,18 +79,6 @@ def write_png(path: Path, image: np.ndarray, *, small: bool = False) -> None:
     if not ok:
         raise OSError(f"OpenCV could not encode {path} as PNG ({image.dtype}, {image.shape})")
     write_bytes_atomic(path, encoded.tobytes())
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:

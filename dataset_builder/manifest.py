@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dataset_builder.errors import BuildError
-from dataset_builder.images import write_bytes_atomic
+from unsmear.files import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 

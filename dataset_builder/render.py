@@ -30,8 +30,10 @@ from tqdm import tqdm
 
 from dataset_builder.config import RenderConfig
 from dataset_builder.errors import BuildError
-from dataset_builder.images import IMAGE_SUFFIXES, read_image, to_rgb
+from dataset_builder.images import read_image, to_rgb
+from unsmear.media import IMAGE_EXTENSIONS
 from dataset_builder.response import load_response
+from unsmear.files import replaced_when_done
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +83,9 @@ def find_photos(path: Path) -> list[Path]:
     if not path.is_dir():
         raise BuildError(f"{path} does not exist")
     photos = sorted(p for p in path.rglob("*") if p.is_file() and
-                    p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+                    p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
     if not photos:
-        raise BuildError(f"no photos ({', '.join(IMAGE_SUFFIXES)}) under {path}")
+        raise BuildError(f"no photos ({', '.join(IMAGE_EXTENSIONS)}) under {path}")
     return photos
 
 
@@ -125,15 +127,10 @@ def render_clip(photo: Path, clip: Path, config: RenderConfig, *,
     scene, cameras, camera_info = _scene_and_camera(photo, config, rng)
     objects = [_make_object(scene, config, rng) for _ in range(config.objects)]
     paths = [_object_path(config, rng, sprite.shape[0]) for sprite in objects]
-    tmp = clip.with_name(f".{clip.stem}.tmp{clip.suffix}")
-    try:
+    with replaced_when_done(clip) as tmp:
         write_video(tmp, (_frame(scene, cameras[i], objects, paths, i, config, srgb)
                           for i in range(config.num_frames)),
                     fps=config.fps, codec=config.codec, crf=config.crf, on_frame=on_frame)
-        tmp.replace(clip)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     sidecar = {"photo": str(photo), "config": asdict(config), "camera": camera_info,
                "objects": [asdict(p) for p in paths], "frames": config.num_frames}
     clip.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")

@@ -34,15 +34,11 @@ except ImportError:  # no decord wheel for this platform (macOS, Linux ARM): PyA
     decord = None
 
 from dataset_builder.errors import BuildError
-from dataset_builder.images import IMAGE_SUFFIXES, read_image
+from dataset_builder.images import read_image
+from unsmear.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (
-    ".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mts", ".m2ts", ".ts", ".3gp",
-    ".flv", ".mpg", ".mpeg", ".wmv", ".mxf", ".y4m", ".h264", ".264", ".h265", ".265",
-    ".hevc", ".ivf", ".nut",
-)
 # Container tags that name the real capture rate of a slow-motion clip.
 CAPTURE_FPS_KEYS = ("com.android.capture.fps",)
 GREY_PIX_FMT = re.compile(r"^(gray|ya)")
@@ -115,27 +111,27 @@ def find_sources(path: Path) -> list[Path]:
     if not path.exists():
         raise BuildError(f"{path} does not exist")
     if path.is_file():
-        if path.suffix.lower() in IMAGE_SUFFIXES:
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
             raise BuildError(f"{path} is a single image; pass the folder of numbered frames")
         return [path]
     found: list[Path] = []
     _walk(path, found)
     if not found:
         raise BuildError(f"no videos or frame folders found under {path} "
-                         f"(videos: {' '.join(VIDEO_SUFFIXES[:6])} ...; frames: numbered images)")
+                         "(videos: .mp4 .mov .mkv .webm .avi .mts ...; frames: numbered images)")
     return found
 
 
 def _walk(folder: Path, found: list[Path]) -> None:
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    if any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in entries):
+    if any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in entries):
         found.append(folder)
-        found.extend(p for p in entries if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        found.extend(p for p in entries if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
         return
     for p in entries:
         if p.is_dir():
             _walk(p, found)
-        elif p.suffix.lower() in VIDEO_SUFFIXES:
+        elif p.suffix.lower() in VIDEO_EXTENSIONS:
             found.append(p)
 
 
@@ -151,7 +147,7 @@ def source_name(source: Path, root: Path | None = None) -> str:
         parts = list(rel.parts) or [source.name]
     else:
         parts = [source.name]
-    if source.is_file() or source.suffix.lower() in VIDEO_SUFFIXES:
+    if source.is_file() or source.suffix.lower() in VIDEO_EXTENSIONS:
         parts[-1] = Path(parts[-1]).stem
     name = "__".join(parts)
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "source"
@@ -389,7 +385,7 @@ def _probe_frames(folder: Path, name: str, fps: float | None) -> SourceInfo:
 
 def _numbered_frames(folder: Path) -> list[Path]:
     images = [p for p in folder.iterdir()
-              if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
+              if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS]
     if not images:
         raise BuildError(f"{folder} holds no image frames")
     numbered: dict[int, Path] = {}

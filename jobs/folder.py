@@ -18,20 +18,15 @@ from pathlib import Path, PurePosixPath
 
 import av
 
-from pipeline.images import is_image
 from pipeline.video_writer import default_output_suffix
+from unsmear.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_name
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts",
-    ".mts", ".m2ts", ".3gp", ".ogv", ".mxf", ".h264", ".264", ".h265", ".265", ".hevc", ".ivf",
-    ".y4m", ".nut",
-})
 # Files never worth probing: images (FFmpeg reads them as one-frame "videos"), audio, text,
 # and what unsmear itself writes.
-NOT_VIDEO_EXTENSIONS = frozenset({
-    ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".exr", ".dng", ".heic",
+NOT_VIDEO_EXTENSIONS = IMAGE_EXTENSIONS | frozenset({
+    ".gif", ".exr", ".dng", ".heic",
     ".wav", ".mp3", ".aac", ".flac", ".ogg", ".opus", ".m4a",
     ".txt", ".md", ".json", ".jsonl", ".csv", ".yaml", ".yml", ".xml", ".srt", ".ass", ".vtt",
     ".pdf", ".zip", ".tar", ".gz", ".py", ".safetensors", ".pth", ".pt",
@@ -82,7 +77,7 @@ def find_frame_folders(in_dir: Path, *, patterns: Sequence[str] = (),
         rel = folder_path.relative_to(in_dir)
         if patterns and not matches_patterns(rel, patterns):
             continue
-        if any(is_image(folder_path / name) for name in files):
+        if any(is_image_name(folder_path / name) for name in files):
             found.append(rel)
     return sorted(found, key=lambda p: p.as_posix())
 

@@ -31,6 +31,7 @@ from jobs.ledger import LEDGER_NAME, Ledger, folder_lock
 from jobs.report import DONE, FAILED, REPORT_NAME, SKIPPED, Report, Row, rows_in_order
 from jobs.settings import fingerprint
 from pipeline.cluster import ParallelConfig, connect
+from unsmear.errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +163,10 @@ def _outcome(ref, item: str, source: Path, name: str, config: BuildConfig, ledge
         count, seconds = ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
         error = exc.cause if exc.cause is not None else exc
-        message = _one_line(error)
+        message = one_line(error)
         status = SKIPPED if (config.skip_short and TOO_SHORT in message) else FAILED
     except ray.exceptions.RayError as exc:  # the worker died more often than retries allow
-        message, status = f"worker died: {_one_line(exc)}", FAILED
+        message, status = f"worker died: {one_line(exc)}", FAILED
     else:
         ledger.record(item, states.DONE, settings, source, frames=count, seconds=seconds)
         return Row(item=item, output=name, status=DONE, frames=count, seconds=seconds)
@@ -173,9 +174,3 @@ def _outcome(ref, item: str, source: Path, name: str, config: BuildConfig, ledge
     if status == FAILED:
         log.warning("%s: %s", item, message)  # builder messages name the source, not the path
     return Row(item=item, output=name, status=status, error=message)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.outputs import partial_path
+from unsmear.files import write_bytes_atomic
 
 # The JSON report's file name in a job's output folder (unless --report says otherwise).
 REPORT_NAME = "unsmear-report.json"
@@ -67,9 +66,7 @@ class Report:
         """Write the JSON report atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = partial_path(path)
-        partial.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
-        os.replace(partial, path)
+        write_bytes_atomic(path, (json.dumps(self.to_json(), indent=2) + "\n").encode("utf-8"))
 
     def table(self, unit: str = "frames") -> str:
         """A plain-text table, one row per item, then a summary line."""

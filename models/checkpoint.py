@@ -23,7 +23,6 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,6 +30,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+from unsmear.errors import one_line
+from unsmear.files import replaced_when_done
 
 from .errors import CheckpointError
 from .generator import GeneratorConfig, RRDBNet
@@ -54,8 +56,6 @@ WRAPPER_KEYS = ("params_ema", "params", "state_dict")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # Error messages list at most this many tensor names.
 MAX_NAMES_SHOWN = 5
-# ...and quote at most this much of a library's own error.
-MAX_REASON_CHARS = 160
 # First bytes of a PyTorch zip checkpoint and of a legacy pickle (PROTO opcode).
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTO = b"\x80"
@@ -78,10 +78,9 @@ def _names(names: list[str]) -> str:
 
 
 def _one_line(err: BaseException) -> str:
-    """A library's exception as a short single line, for our one-sentence messages."""
-    text = " ".join(str(err).split())
-    text = f"{type(err).__name__}: {text}" if text else type(err).__name__
-    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 3] + "..."
+    """A library's exception as a short single line, with its type (a safetensors or pickle
+    message alone rarely says what kind of failure it was)."""
+    return f"{type(err).__name__}: {one_line(err)}" if str(err).strip() else type(err).__name__
 
 
 def _sniff(path: Path) -> str:
@@ -385,18 +384,12 @@ def save_generator(
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in net.state_dict().items()}
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp_name, metadata=extra)
-        # mkstemp makes the file private (0600); a model file gets the usual permissions.
+    with replaced_when_done(path) as partial:
+        save_file(tensors, str(partial), metadata=extra)
+        # safetensors writes the file private (0600); a model file gets the usual permissions.
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+        os.chmod(partial, 0o666 & ~umask)
     logger.info("saved generator %s (%s)", path, net.config)
 
 

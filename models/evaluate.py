@@ -42,6 +42,7 @@ from dataset_builder.manifest import PairRecord
 from models.data import load_pair, read_manifest, stack_frames, to_float, to_tensor
 from models.registry import Generator
 from models.metrics import MAX_PSNR_DB, PSNR_DEFINITION, SSIM_DEFINITION, psnr, ssim
+from models.devices import pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -129,12 +130,6 @@ class EvaluationReport:
         for row, result in zip(data["results"], self.results):
             row["gain"] = result.gain
         return data
-
-
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @torch.no_grad()
@@ -241,7 +236,7 @@ def evaluate(config: EvaluateConfig, *, progress: bool = True) -> EvaluationRepo
         DataError: unusable pairs folder or a model needing more frames than the pairs have.
         CheckpointError: unusable model file.
     """
-    device = _pick_device(config.device)
+    device = pick_device(config.device)
     model = load_generator(config.model, device=device)
     records = read_manifest(config.pairs, split=None if config.split == "all" else config.split)
     if config.max_pairs is not None and len(records) > config.max_pairs:
@@ -476,7 +471,7 @@ def draw_sheet(report: EvaluationReport, path: str | Path, *, count: int = 3, de
     chosen = rows if len(rows) <= 2 * count else rows[:count] + rows[-count:]
     if not chosen:
         raise ValueError("no blurred pairs to show")
-    torch_device = _pick_device(device)
+    torch_device = pick_device(device)
     model = load_generator(report.model, device=torch_device)
     records = {(r.source, r.index): r for r in read_manifest(report.pairs_dir)}
     sheet_rows = []

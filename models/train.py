@@ -70,6 +70,8 @@ from models.evaluate import comparison_row, write_sheet
 from models.metrics import psnr, ssim
 from models.synthetic import SamplePlan, SyntheticConfig, SyntheticPairs
 from models.vgg import VGG19_LAYERS, load_vgg19_features
+from models.devices import pick_device
+from unsmear.files import replaced_when_done
 
 logger = logging.getLogger(__name__)
 
@@ -427,15 +429,6 @@ def _hwc(batch: torch.Tensor) -> np.ndarray:
     return batch[0].permute(1, 2, 0).float().cpu().numpy()
 
 
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name} requested but CUDA is not available")
-    return device
-
-
 def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     if device.type != "cuda" or config.amp == "off":
         return None  # CPU autocast is slower than float32 for these convolutions
@@ -495,7 +488,7 @@ class Trainer:
         self.progress = progress
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.device = _pick_device(config.device)
+        self.device = pick_device(config.device)
         self.amp_dtype = _amp_dtype(config, self.device)
         self.channels_last = self.device.type == "cuda"
         self.run_dir = Path(config.out)
@@ -725,29 +718,25 @@ class Trainer:
         """Write ``checkpoints/step_NNNNNNNN`` atomically and prune old ones."""
         root = self.run_dir / CHECKPOINTS_DIR
         final = root / f"{CHECKPOINT_PREFIX}{self.step:08d}"
-        tmp = root / f".tmp_{final.name}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        meta = {"unsmear.step": str(self.step), "unsmear.stage": self.config.stage}
-        save_generator(self.generator, tmp / "generator.safetensors", metadata=meta)
-        save_generator(self.ema, tmp / "ema.safetensors", metadata={**meta, "unsmear.weights": "ema"})
-        state: dict[str, Any] = {
-            "step": self.step,
-            "config": json.dumps(dataclasses.asdict(self.config)),
-            "opt_g": self.opt_g.state_dict(),
-            "sched_g": self.sched_g.state_dict(),
-            "scaler_g": self.scaler_g.state_dict(),
-        }
-        if self.discriminator is not None:
-            tensors = {k: v.detach().cpu().contiguous() for k, v in self.discriminator.state_dict().items()}
-            disc_meta = {"unsmear.discriminator_config": json.dumps(dataclasses.asdict(self.config.discriminator))}
-            save_file(tensors, str(tmp / "discriminator.safetensors"), metadata=disc_meta)
-            state.update(opt_d=self.opt_d.state_dict(), sched_d=self.sched_d.state_dict(),
-                         scaler_d=self.scaler_d.state_dict())
-        torch.save(state, tmp / STATE_FILE)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        with replaced_when_done(final) as tmp:
+            tmp.mkdir(parents=True)
+            meta = {"unsmear.step": str(self.step), "unsmear.stage": self.config.stage}
+            save_generator(self.generator, tmp / "generator.safetensors", metadata=meta)
+            save_generator(self.ema, tmp / "ema.safetensors", metadata={**meta, "unsmear.weights": "ema"})
+            state: dict[str, Any] = {
+                "step": self.step,
+                "config": json.dumps(dataclasses.asdict(self.config)),
+                "opt_g": self.opt_g.state_dict(),
+                "sched_g": self.sched_g.state_dict(),
+                "scaler_g": self.scaler_g.state_dict(),
+            }
+            if self.discriminator is not None:
+                tensors = {k: v.detach().cpu().contiguous() for k, v in self.discriminator.state_dict().items()}
+                disc_meta = {"unsmear.discriminator_config": json.dumps(dataclasses.asdict(self.config.discriminator))}
+                save_file(tensors, str(tmp / "discriminator.safetensors"), metadata=disc_meta)
+                state.update(opt_d=self.opt_d.state_dict(), sched_d=self.sched_d.state_dict(),
+                             scaler_d=self.scaler_d.state_dict())
+            torch.save(state, tmp / STATE_FILE)
         for old in checkpoint_dirs(self.run_dir)[: -self.config.keep_checkpoints]:
             shutil.rmtree(old)
         logger.info("checkpoint %s", final)

@@ -20,11 +20,11 @@ import cv2
 import numpy as np
 
 from pipeline.colour import ColourProperties
-from pipeline.errors import PipelineError
-from pipeline.outputs import partial_path
-from pipeline.video_reader import VideoInfo
 from pipeline.config import EncoderSettings
+from pipeline.errors import PipelineError
+from pipeline.video_reader import VideoInfo
 from pipeline.video_writer import VideoWriter
+from unsmear.files import partial_path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 GRID_FRAMES = 3

@@ -39,12 +39,6 @@ def check_output(input_path: Path, output: Path, overwrite: bool, *,
         raise PipelineError(f"{folder}: output folder is not writable")
 
 
-def partial_path(path: Path) -> Path:
-    """Where this process writes ``path`` before renaming it into place."""
-    path = Path(path)
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
-
-
 def segments_folder(output: Path) -> Path:
     """A new, unique folder name for this process's segment files of ``output``."""
     output = Path(output)

@@ -24,7 +24,7 @@ from pipeline.compare import Comparison
 from pipeline.config import ProcessConfig
 from pipeline.errors import PipelineError, RunFailedError
 from pipeline.ordered import conversion_threads
-from pipeline.outputs import check_output, partial_path, remove_dead_leftovers
+from pipeline.outputs import check_output, remove_dead_leftovers
 from pipeline.restorer import Restorer, make_restorer
 from pipeline.resume import ResumeFolder, model_fingerprint, run_key
 from pipeline.segments import (
@@ -38,6 +38,7 @@ from pipeline.stages import edge_padded, run_stages
 from pipeline.stitch import check_copyable, joinable, stitch
 from pipeline.video_reader import FrameReader, VideoInfo
 from pipeline.video_writer import VideoWriter, default_output_suffix
+from unsmear.files import replaced_when_done
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +88,10 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
         check_output(input_path, Path(config.compare), config.overwrite)
     restorer = make_restorer(config, model)
     remove_dead_leftovers(output)
-    partial = partial_path(output)
     started = time.perf_counter()
-    try:
+    with replaced_when_done(output) as partial:
         done = _run_in_segments(input_path, reader.info, restorer, partial, output, config)
         written, codec = done or _run(reader, restorer, partial, output, config, convert_threads)
-        os.replace(partial, output)
-    finally:
-        if partial.exists():
-            partial.unlink()
     result = ProcessResult(output=output, frames=written, seconds=time.perf_counter() - started,
                            codec=codec)
     log.info("%s: %d frames in %.1f s (%.2f fps) → %s", input_path, result.frames,

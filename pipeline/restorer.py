@@ -21,6 +21,7 @@ from torch import Tensor
 
 from models.registry import Generator
 from models.checkpoint import CheckpointError, load_generator
+from models.devices import pick_device
 from pipeline.config import DEFAULT_MODEL_PATH, DEFAULT_TILE_OVERLAP, PRECISIONS, ProcessConfig
 from pipeline.errors import PipelineError, RunFailedError
 from pipeline.tiling import run_tiled
@@ -34,16 +35,11 @@ MAX_AUTO_BATCH = 16
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when present, else the CPU; 'cuda:1', 'cpu' etc. are taken as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device for ``--device name`` (:func:`models.devices.pick_device`)."""
     try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise PipelineError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PipelineError(f"device {name!r} requested but CUDA is not available here")
-    return device
+        return pick_device(name)
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from exc
 
 
 def resolve_precision(name: str, device: torch.device) -> str:

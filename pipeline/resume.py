@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 from collections.abc import Iterable
@@ -29,6 +28,7 @@ from models.registry import Generator
 from pipeline.config import ProcessConfig
 from pipeline.errors import RunFailedError
 from pipeline.segments import Segment, SegmentResult
+from unsmear.files import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +126,8 @@ class ResumeFolder:
         """Note ``result`` as finished (after its file is complete), atomically."""
         data = dataclasses.asdict(result)
         data.update(path=Path(result.path).name, size=Path(result.path).stat().st_size)
-        target = self.path / f"segment-{result.index:05d}.json"
-        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        partial.write_text(json.dumps(data) + "\n", encoding="utf-8")
-        os.replace(partial, target)
+        write_bytes_atomic(self.path / f"segment-{result.index:05d}.json",
+                           (json.dumps(data) + "\n").encode("utf-8"))
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from pipeline.cluster import WORKER_DIED, ParallelConfig
 from pipeline.config import EncoderSettings
 from pipeline.errors import PipelineError, RunFailedError
-from pipeline.outputs import check_output, partial_path, remove_dead_leftovers, segments_folder
+from pipeline.outputs import check_output, remove_dead_leftovers, segments_folder
 from pipeline.resume import ResumeFolder, run_key
 from pipeline.segments import (
     Segment,
@@ -40,6 +40,7 @@ from pipeline.video_reader import VideoInfo, probe
 from pipeline.video_writer import choose_codec, choose_pix_fmt
 from pipeline.worker import KILL_WORKER_ONCE_ENV
 from unsmear.errors import one_line
+from unsmear.files import replaced_when_done
 
 if TYPE_CHECKING:
     from pipeline.parallel import WorkerPool
@@ -348,14 +349,13 @@ class Run:
     def _finish(self, video: Video) -> None:
         results = [video.results[s.index] for s in video.segments]
         output = video.request.output
-        partial = partial_path(output)
         stitching = time.perf_counter()
         try:
             if len(results) == 1:  # written whole, other streams included: nothing to join
                 os.replace(results[0].path, output)
             else:
-                stitch(results, video.info, partial, output_name=output)
-                os.replace(partial, output)
+                with replaced_when_done(output) as partial:
+                    stitch(results, video.info, partial, output_name=output)
         except PipelineError as exc:
             video.failed = True
             self._close_video(video)
@@ -363,8 +363,6 @@ class Run:
                                       error=one_line(exc), exception=exc,
                                       seconds=_elapsed(video)))
             return
-        finally:
-            partial.unlink(missing_ok=True)
         self._close_video(video)
         outcome = VideoOutcome(input=video.request.input, output=output, status="done",
                                frames=sum(r.frames for r in results), seconds=_elapsed(video),

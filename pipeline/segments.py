@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -32,7 +31,6 @@ import av
 from pipeline.config import ProcessConfig
 from pipeline.errors import PipelineError, RunFailedError
 from pipeline.ordered import conversion_threads
-from pipeline.outputs import partial_path
 from pipeline.restorer import Restorer
 from pipeline.stages import run_stages
 from pipeline.video_reader import (
@@ -44,6 +42,7 @@ from pipeline.video_reader import (
     ffmpeg_reason,
 )
 from pipeline.video_writer import VideoWriter
+from unsmear.files import replaced_when_done
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +337,6 @@ def restore_segment(task: SegmentTask, restorer: Restorer, *,
     convert_threads = config.convert_threads or conversion_threads()
     reader = FrameReader(task.input, threads=config.decode_threads, hwdec=config.hwdec,
                          convert_threads=convert_threads, accept_damaged=config.accept_damaged)
-    partial = partial_path(path)
     pts: list[int] = []
 
     def open_writer() -> VideoWriter:
@@ -352,15 +350,12 @@ def restore_segment(task: SegmentTask, restorer: Restorer, *,
                 pts.append(frame.pts)
             yield frame
 
-    try:
+    with replaced_when_done(path) as partial:
         writer = run_stages(items(), restorer, reader.info, open_writer=open_writer,
                             queue_frames=config.queue_frames, convert_threads=convert_threads,
                             on_progress=on_progress)
         if writer is None:
             raise RunFailedError(f"{task.input}: segment {task.segment.index} has no frames")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     if writer.frames_written != len(pts):
         raise RunFailedError(f"internal error: segment {task.segment.index} restored "
                              f"{len(pts)} frames but wrote {writer.frames_written}")
