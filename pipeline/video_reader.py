@@ -2,9 +2,15 @@
 
 Decoding never holds more than the frames in flight, so memory stays flat however long the
 video. Each frame keeps its own timestamp (variable frame rate stays variable); where a
-container gives none or a non-increasing one (raw elementary streams, AVI with B-frames), the
-frame gets the previous timestamp plus one frame duration, as FFmpeg's best-effort timestamp
-does, so the encoder always receives strictly increasing timestamps and no frame is dropped.
+container gives none or a non-increasing one (raw elementary streams), the frame gets the
+previous timestamp plus one frame duration, as FFmpeg's best-effort timestamp does, so the
+encoder always receives strictly increasing timestamps and no frame is dropped.
+
+AVI stores no presentation times at all: one frame per time slot, in decode order. FFmpeg
+guesses pts for its B-frames from the codec's reordering, right for MPEG-4 Part 2 and out of
+order for H.264; the slot of the packet being decoded when a frame comes out of the decoder
+(the frame's dts) is always increasing and equals that pts wherever the guess is right, so
+AVI frames are timed by it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ TRUNCATION_TOLERANCE_FRACTION = 0.02
 # Containers whose header frame count is their index, one entry per packet (MP4/MOV's sample
 # table). AVI's stated length can exceed its index in files that play fine.
 EXACT_FRAME_COUNT_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
+# Containers that time frames by their slot in decode order, with no presentation times.
+DECODE_ORDER_FORMATS = frozenset({"avi"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,12 @@ class VideoInfo:
     raw_stream: bool = False     # an elementary stream (.h264...): frames carry no timestamps
     copied_streams: tuple[str, ...] = field(default=())  # "audio:aac", "subtitle:subrip", ...
     sample_aspect_ratio: Fraction | None = None  # pixel shape when not square (e.g. 32/27 for 16:9 DVD)
+
+    @property
+    def decode_order_times(self) -> bool:
+        """Frames are timed by their decode-order slot (AVI): with B-frames, a keyframe
+        packet's pts (FFmpeg's guess) need not be the time its frame is given."""
+        return self.container_format in DECODE_ORDER_FORMATS
 
 
 @dataclass
@@ -346,7 +360,12 @@ class FrameReader:
                         self._read_stream_properties(frame)  # before any conversion starts
                     if frame.width != info.width or frame.height != info.height:
                         self.resized_frames += 1
-                    pts = None if info.raw_stream else best_effort(frame.pts, frame.dts)
+                    if info.raw_stream:
+                        pts = None
+                    elif info.decode_order_times:
+                        pts = frame.dts if frame.dts is not None else frame.pts
+                    else:
+                        pts = best_effort(frame.pts, frame.dts)
                     if pts is None or (last_pts is not None and pts <= last_pts):
                         pts = 0 if last_pts is None else last_pts + frame_ticks
                         self.repaired_timestamps += 1
