@@ -52,6 +52,7 @@ def make_clip(path: Path, *, frames: int = 24, width: int = 64, height: int = 48
 
     Args:
         vfr: irregular frame durations (variable frame rate), in a 1/1000 time base.
+        time_base: the video's time base (default 1/fps); frames stay 1/fps apart.
         audio: audio encoder name (e.g. "aac", "libopus", "pcm_s16le") or None.
         rotation: display rotation in degrees, stored as a display matrix.
         colour: codec-context colour tags, e.g. {"color_primaries": 1, "color_trc": 1,
@@ -79,7 +80,9 @@ def make_clip(path: Path, *, frames: int = 24, width: int = 64, height: int = 48
 
     pts_list = []
     t = 0
-    durations = [33, 50, 17, 41] if vfr else None
+    step = Fraction(1, fps) / tb
+    assert vfr or step.denominator == 1, f"1/{fps} s is not a whole number of {tb} ticks"
+    durations = [33, 50, 17, 41] if vfr else [int(step)]
     for i in range(frames):
         frame = av.VideoFrame.from_ndarray(frame_rgb(i, width, height, depth=depth),
                                            format=rgb_format)
@@ -90,7 +93,7 @@ def make_clip(path: Path, *, frames: int = 24, width: int = 64, height: int = 48
         frame.pts = t
         frame.time_base = tb
         pts_list.append(t)
-        t += durations[i % len(durations)] if durations else 1
+        t += durations[i % len(durations)]
         for packet in stream.encode(frame):
             container.mux(packet)
     for packet in stream.encode():
@@ -167,3 +170,16 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     peak = float(np.iinfo(a.dtype).max)
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(peak * peak / mse)
+
+
+def frame_times(path: Path) -> list[float]:
+    """Every decoded frame's presentation time in seconds, as FFmpeg reports it (the frame's
+    own pts: no repair, unlike the pipeline's reader)."""
+    with av.open(str(path)) as container:
+        return [float(f.pts * f.time_base) for f in container.decode(video=0)]
+
+
+def audio_packet_times(path: Path) -> list[float]:
+    """The presentation time in seconds of every audio packet of the first audio stream."""
+    with av.open(str(path)) as container:
+        return [float(p.pts * p.time_base) for p in container.demux(audio=0) if p.size]
