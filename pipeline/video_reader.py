@@ -44,6 +44,10 @@ TRUNCATION_TOLERANCE_FRACTION = 0.02
 EXACT_FRAME_COUNT_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
 # Containers that time frames by their slot in decode order, with no presentation times.
 DECODE_ORDER_FORMATS = frozenset({"avi"})
+# FFmpeg's AVFieldOrder (libavcodec/defs.h): the first letter is the field coded first, the
+# second the field shown first.
+FIELD_UNKNOWN, FIELD_PROGRESSIVE, FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT = range(6)
+INTERLACED_FIELD_ORDERS = frozenset({FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT})
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,17 @@ class VideoInfo:
     raw_stream: bool = False     # an elementary stream (.h264...): frames carry no timestamps
     copied_streams: tuple[str, ...] = field(default=())  # "audio:aac", "subtitle:subrip", ...
     sample_aspect_ratio: Fraction | None = None  # pixel shape when not square (e.g. 32/27 for 16:9 DVD)
+    field_order: int = FIELD_UNKNOWN  # FFmpeg's AVFieldOrder: interlaced (TT, BB, TB, BT) or not
+
+    @property
+    def interlaced(self) -> bool:
+        """Each frame weaves two fields taken at different times (TV, camcorders)."""
+        return self.field_order in INTERLACED_FIELD_ORDERS
+
+    @property
+    def top_field_first(self) -> bool:
+        """For interlaced video: the top field is the earlier one (shown first)."""
+        return self.field_order in (FIELD_TT, FIELD_BT)
 
     @property
     def decode_order_times(self) -> bool:
@@ -243,6 +258,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             raw_stream=raw,
             copied_streams=copied,
             sample_aspect_ratio=_sample_aspect_ratio(ctx),
+            # Set by the container (Matroska, QuickTime) or, while probing, by the decoder.
+            field_order=ctx.field_order or FIELD_UNKNOWN,
         )
     finally:
         container.close()

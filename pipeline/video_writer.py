@@ -24,11 +24,12 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.filter
 import numpy as np
 
 from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_reformatter
 from pipeline.errors import PipelineError
-from pipeline.video_reader import VideoInfo
+from pipeline.video_reader import FIELD_BB, FIELD_TT, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ MPEG4_MAX_TIME_BASE_DEN = 65535
 # Frame-based compressed audio whose AVI header states a block size that is a maximum frame
 # size, not a sample size (see VideoWriter._avi_audio_stream).
 AVI_FRAMED_AUDIO = {"ac3", "mp2", "mp3", "aac"}
+# Encoders that code interlaced frames field-aware (interlaced DCT and motion estimation) when
+# asked; the others code the woven frame as one picture, still flagged interlaced.
+INTERLACED_ENCODERS = {"libx264", "mpeg2video", "mpeg4"}
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,7 @@ class VideoWriter:
             self.abort()
             raise
         self._rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
+        self._field_marker: av.filter.Graph | None = None
         self.frames_written = 0
         self._pending_copy = None
 
@@ -271,6 +276,10 @@ class VideoWriter:
         stream.codec_context.thread_count = settings.threads
         stream.thread_type = "AUTO"
         self.colour.tag(stream.codec_context)
+        if info.interlaced:
+            # The muxer's field order (Matroska's FieldOrder, QuickTime's fiel): ours codes the
+            # field shown first first.
+            stream.codec_context.field_order = FIELD_TT if info.top_field_first else FIELD_BB
         if info.sample_aspect_ratio is not None:
             # Non-square pixels (DVD, HDV, anamorphic): the picture's shape depends on it.
             stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
@@ -336,6 +345,8 @@ class VideoWriter:
             log.info("encoder %s has no presets; ignoring preset %r", codec, settings.preset)
         if codec == "libx265":
             options["x265-params"] = "log-level=error"
+        if self.info.interlaced and codec in INTERLACED_ENCODERS:
+            options["flags"] = options.get("flags", "") + "+ilme+ildct"
         return options
 
     def _add_copied_streams(self) -> dict[int, object]:
@@ -422,6 +433,8 @@ class VideoWriter:
 
     def write_frame(self, frame: av.VideoFrame, pts: int) -> None:
         """Encode a frame made by ``convert`` at ``pts`` (in the input's time base)."""
+        if self.info.interlaced:
+            frame = self._mark_fields(frame)
         if self._slots is not None:
             frame.pts = self._slots.index(pts * self.info.time_base)
             frame.time_base = self._slots.slot
@@ -430,6 +443,26 @@ class VideoWriter:
             frame.time_base = self.info.time_base
         self._mux(self._encode(frame))
         self.frames_written += 1
+
+    def _mark_fields(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """The frame flagged interlaced with the input's field order.
+
+        Encoders read the field order from each frame (x264 switches to bottom field first
+        for a frame without the top-field-first flag), and PyAV can't set frame flags: the
+        ``setparams`` filter does (it copies no pixels).
+        """
+        if self._field_marker is None:
+            graph = av.filter.Graph()
+            source = graph.add_buffer(width=frame.width, height=frame.height,
+                                      format=frame.format.name, time_base=self.info.time_base)
+            mode = "tff" if self.info.top_field_first else "bff"
+            mark = graph.add("setparams", f"field_mode={mode}")
+            source.link_to(mark)
+            mark.link_to(graph.add("buffersink"))
+            graph.configure()
+            self._field_marker = graph
+        self._field_marker.push(frame)
+        return self._field_marker.pull()
 
     def _encode(self, frame):
         try:
