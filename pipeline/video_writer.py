@@ -151,6 +151,10 @@ class FrameSlots:
         """The slot of a frame shown at ``seconds`` (input clock); strictly increasing."""
         if self.origin is None:
             self.origin = seconds
+        elif self.last is None and seconds < self.origin:
+            # A first frame before the origin (a stated start later than the first frame)
+            # would get a negative slot, which AVI can't hold: start the grid earlier.
+            self.origin -= math.ceil((self.origin - seconds) / self.slot) * self.slot
         exact = (seconds - self.origin) / self.slot
         index = math.floor(exact + Fraction(1, 2))
         if self.last is not None and index <= self.last:
@@ -491,7 +495,7 @@ class VideoWriter:
             packet.time_base = tick
         elif not self._leading_slots_written:
             self._leading_slots_written = True
-            if packet.dts:
+            if packet.dts is not None and packet.dts > 0:
                 # The muxer fills gaps between frames with empty chunks, not before the first.
                 empty = av.Packet(0)
                 empty.stream = self._video

@@ -104,3 +104,10 @@ def test_frame_slots_keep_frames_on_the_grid_and_move_the_others_forward():
     assert slots.moved == 2
     assert slots.worst == pytest.approx(1 / 24 - 0.002)
     assert slots.seconds(3) == Fraction(27, 24)
+
+
+def test_frame_slots_never_go_below_zero():
+    # A stream whose stated start is later than its first frame: the grid starts earlier.
+    slots = FrameSlots(Fraction(1, 24), origin=Fraction(1), tolerance=Fraction(1, 2000))
+    assert slots.index(Fraction(1) - Fraction(2, 24)) == 0
+    assert slots.index(Fraction(1)) == 2
