@@ -39,6 +39,8 @@ RAW_STREAM_TIME_BASE = Fraction(1, 90000)
 # trimmed by an edit list or rounding (seen in real files: up to 0.09 s).
 TRUNCATION_TOLERANCE_S = 0.25
 TRUNCATION_TOLERANCE_FRACTION = 0.02
+# Frames a seek steps back (doubling each time) when it lands past the keyframe it wanted.
+SEEK_BACK_FRAMES = 8
 # Containers whose header frame count is their index, one entry per packet (MP4/MOV's sample
 # table). AVI's stated length can exceed its index in files that play fine.
 EXACT_FRAME_COUNT_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
@@ -357,11 +359,11 @@ class FrameReader:
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = self._threads
             start = 0 if info.raw_stream else (stream.start_time or 0)
-            if seek_pts is not None:
-                if info.raw_stream:
-                    raise PipelineError(f"{info.path}: a raw stream has no timestamps to seek by")
-                container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+            if seek_pts is not None and info.raw_stream:
+                raise PipelineError(f"{info.path}: a raw stream has no timestamps to seek by")
             frame_ticks = max(1, round(1 / (info.frame_rate * info.time_base)))
+            if seek_pts is not None:
+                _seek_keyframe(container, stream, seek_pts, frame_ticks)
             rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
             last_pts: int | None = None
             best_effort = _BestEffortTimestamps()
@@ -473,6 +475,35 @@ class FrameReader:
             **size,
         )
         return rgb.to_ndarray()
+
+
+def _seek_keyframe(container, stream, target: int, frame_ticks: int) -> None:  # noqa: ANN001
+    """Position ``container`` so that decoding starts at a keyframe at or before ``target``.
+
+    MPEG-TS has no index: FFmpeg seeks it by a binary search on packet dts and stops on
+    whatever packet it finds there (``any_frame=False`` is not honoured), so a keyframe whose
+    B-frames put its dts before its pts is passed over and decoding starts a GOP late. Where
+    the first keyframe after a seek is later than ``target``, seek again further back.
+    """
+    start = stream.start_time or 0
+    point, back = target, SEEK_BACK_FRAMES * frame_ticks
+    while True:
+        container.seek(point, stream=stream, backward=True, any_frame=False)
+        keyframe = _first_keyframe_pts(container, stream)
+        if (keyframe is not None and keyframe <= target) or point <= start:
+            break
+        point, back = max(start, point - back), 2 * back
+    container.seek(point, stream=stream, backward=True, any_frame=False)
+
+
+def _first_keyframe_pts(container, stream) -> int | None:  # noqa: ANN001 - PyAV objects
+    try:
+        for packet in container.demux(stream):
+            if packet.is_keyframe and packet.pts is not None:
+                return packet.pts
+    except av.error.FFmpegError:
+        pass  # unreadable from here: treated as no keyframe, so the seek goes further back
+    return None
 
 
 def read_timestamps(path: str | os.PathLike) -> list[float]:

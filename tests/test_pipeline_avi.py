@@ -13,6 +13,7 @@ import av
 import pytest
 
 from pipeline.cli import main
+from pipeline.video_reader import FrameReader
 from pipeline.video_writer import FrameSlots
 from tests.media import audio_packet_times, frame_times, make_clip
 
@@ -111,3 +112,18 @@ def test_frame_slots_never_go_below_zero():
     slots = FrameSlots(Fraction(1, 24), origin=Fraction(1), tolerance=Fraction(1, 2000))
     assert slots.index(Fraction(1) - Fraction(2, 24)) == 0
     assert slots.index(Fraction(1)) == 2
+
+
+def test_seeking_mpeg_ts_with_b_frames_starts_at_the_keyframe_asked_for(tmp_path):
+    # FFmpeg seeks MPEG-TS by packet dts and stops on any packet: a keyframe whose dts is two
+    # B-frames before its pts used to be passed over, so decoding started a GOP late (and a
+    # parallel run's segments fell back to one).
+    clip = make_clip(tmp_path / "broadcast.ts", frames=18, options={"bf": "2", "g": "6"},
+                     time_base=Fraction(1, 90000))
+    with av.open(str(clip.path)) as container:
+        keyframes = [p.pts for p in container.demux(video=0) if p.is_keyframe]
+    assert len(keyframes) == 3
+    for keyframe in keyframes[1:]:
+        frames = FrameReader(clip.path).frames(seek_pts=keyframe)
+        assert next(frames).pts <= keyframe
+        frames.close()
