@@ -8,6 +8,7 @@ from pathlib import Path
 from pipeline.config import PRECISIONS, EncoderSettings, ProcessConfig
 from pipeline.errors import PipelineError, RunFailedError
 from unsmear.cli_conventions import Parser, add_output_options, add_version, run
+from unsmear.media import is_image_name
 
 DESCRIPTION = """\
 Remove motion blur from a video. Frames are decoded, restored in batches by the generator
@@ -192,7 +193,10 @@ def _process(args: argparse.Namespace) -> int:
                                         parallel=parallel)
     else:
         result = process_video(args.input, args.output, config=config)
-    print(f"{result.output}\t{result.frames} frames\t{result.seconds:.1f} s\t{result.fps:.2f} fps")
+    # An image (given as one, or found to be one behind a video's name) is one image, not frames.
+    count = "1 image" if is_image_name(result.output) and result.output.is_file() else \
+        f"{result.frames} frames"
+    print(f"{result.output}\t{count}\t{result.seconds:.1f} s\t{result.fps:.2f} fps")
     return 0
 
 

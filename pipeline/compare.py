@@ -6,7 +6,8 @@ spread over the clip: per frame, a row of the whole frames (input | restored) an
 zoomed crops where the model changed the frame most, so the difference is visible at a
 glance. With ``--reference SHARP`` (a video of the same frames without blur, e.g. made by
 the dataset builder) the sharp frame joins each row and every tile is labelled with its
-PSNR against it.
+PSNR against it. The grid shows frames as players do, turned by the stream's rotation; the
+side-by-side video carries the rotation as the output does.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -63,6 +65,21 @@ def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
+def displayed(image: np.ndarray, display_matrix: Sequence[int] | None) -> np.ndarray:
+    """``image`` (H, W, C) turned and mirrored as players show it, by the stream's display
+    matrix (9 ints, FFmpeg's layout: a point (x, y) is shown at (a·x + c·y, b·x + d·y) with
+    a, b, c, d = m[0], m[1], m[3], m[4]). Only quarter turns and mirrors exist in practice;
+    any other matrix leaves the image as stored."""
+    if display_matrix is None:
+        return image
+    a, b, c, d = display_matrix[0], display_matrix[1], display_matrix[3], display_matrix[4]
+    if b == c == 0 and a and d:
+        return image[::1 if d > 0 else -1, ::1 if a > 0 else -1]
+    if a == d == 0 and b and c:  # a quarter turn: rows become columns
+        return image.transpose(1, 0, 2)[::1 if b > 0 else -1, ::1 if c > 0 else -1]
+    return image
+
+
 def _label(image: np.ndarray, text: str) -> np.ndarray:
     height = max(16, int(image.shape[0] * LABEL_HEIGHT_FRACTION))
     band = np.full((height, image.shape[1], 3), 24, np.uint8)
@@ -87,6 +104,7 @@ class Comparison:
         self._partial = partial_path(self.path)
         self._is_image = self.path.suffix.lower() in IMAGE_SUFFIXES
         self._wanted = grid_indices(info.frame_count)
+        self._display_matrix = display_matrix
         self._rows: list[np.ndarray] = []
         self._index = 0
         self._writer = None
@@ -103,7 +121,10 @@ class Comparison:
         if self._writer is not None:
             self._writer.write(np.concatenate([before, after], axis=1), pts)
         elif self._index in self._wanted:
-            self._rows.extend(self._grid_rows(_to_u8(before), _to_u8(after), sharp))
+            before, after, sharp = (None if image is None else
+                                    displayed(_to_u8(image), self._display_matrix)
+                                    for image in (before, after, sharp))
+            self._rows.extend(self._grid_rows(before, after, sharp))
         self._index += 1
 
     def _grid_rows(self, before: np.ndarray, after: np.ndarray, sharp: np.ndarray | None) -> list[np.ndarray]:

@@ -34,6 +34,7 @@ from pipeline.outputs import check_output
 from pipeline.process import ProcessResult
 from pipeline.restorer import make_restorer
 from pipeline.stages import edge_padded, padded_windows
+from unsmear.files import partial_path
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,11 @@ IMAGE_SUFFIXES = frozenset(OUTPUT_BITS)
 JPEG_QUALITY = 95
 # The frame number is the last run of digits in a file's stem (shot_010_frame_0042 → 42).
 FRAME_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+# How each image format read here begins, for images named like videos (a PNG saved as .mp4):
+# FFmpeg would read them as one-frame videos.
+SIGNATURES = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"II*\x00", ".tif"),
+              (b"MM\x00*", ".tif"), (b"BM", ".bmp"))
+FORMAT_NAMES = {".png": "PNG", ".jpg": "JPEG", ".tif": "TIFF", ".webp": "WebP", ".bmp": "BMP"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,30 @@ class Picture:
 def is_image(path: Path) -> bool:
     """Whether ``path`` is a file with an image extension unsmear reads."""
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir()
+
+
+def image_format(path: Path) -> str | None:
+    """The image format a file holds by its first bytes (".png", ".jpg", ".tif", ".webp",
+    ".bmp"), whatever its name; None for anything else."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    for signature, suffix in SIGNATURES:
+        # BMP's two letters are weak: its header's reserved fields (bytes 6-9) are zero too.
+        if head.startswith(signature) and (suffix != ".bmp" or head[6:10] == bytes(4)):
+            return suffix
+    return None
+
+
+def misnamed_image(path: Path) -> str | None:
+    """The real format (".png"...) of an image file whose extension isn't an image's."""
+    if is_image(path) or not path.is_file():
+        return None
+    return image_format(path)
 
 
 def numbered_frames(folder: Path) -> list[Path]:
@@ -96,8 +126,8 @@ def read_picture(path: Path) -> Picture:
     """
     # JPEGs are read upright (their EXIF orientation applied), as they are written without
     # EXIF; the other formats are read as stored, alpha included.
-    flags = (cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
-             if path.suffix.lower() in (".jpg", ".jpeg") else cv2.IMREAD_UNCHANGED)
+    jpeg = (image_format(path) or path.suffix.lower()) in (".jpg", ".jpeg")
+    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if jpeg else cv2.IMREAD_UNCHANGED
     image = cv2.imread(str(path), flags)
     if image is None:
         raise PipelineError(f"{path}: cannot read it as an image (truncated, corrupt or not "
@@ -159,15 +189,18 @@ def _to_8_bit(samples: np.ndarray) -> np.ndarray:
 
 
 def default_image_output(input_path: Path) -> Path:
-    """``frame.png`` → ``frame.deblurred.png``; ``shot/`` → ``shot.deblurred/``."""
+    """``frame.png`` → ``frame.deblurred.png``; ``shot/`` → ``shot.deblurred/``; a PNG named
+    ``clip.mp4`` → ``clip.deblurred.png``."""
     if input_path.is_dir():
         return input_path.with_name(f"{input_path.name}.deblurred")
-    return input_path.with_name(f"{input_path.stem}.deblurred{input_path.suffix}")
+    suffix = misnamed_image(input_path) or input_path.suffix
+    return input_path.with_name(f"{input_path.stem}.deblurred{suffix}")
 
 
 def is_image_input(path: Path) -> bool:
-    """Whether ``process`` should treat ``path`` as a still image or a folder of frames."""
-    return is_image(path) or path.is_dir()
+    """Whether ``process`` should treat ``path`` as a still image or a folder of frames (an
+    image named like a video included)."""
+    return is_image(path) or path.is_dir() or misnamed_image(path) is not None
 
 
 def process_images(input_path: str | os.PathLike, output: str | os.PathLike | None = None, *,
@@ -190,6 +223,14 @@ def process_images(input_path: str | os.PathLike, output: str | os.PathLike | No
         raise PipelineError(f"{input_path}: no such file or folder")
     folder = input_path.is_dir()
     sources = numbered_frames(input_path) if folder else [input_path]
+    real_format = None if folder else misnamed_image(input_path)
+    if real_format is not None:
+        kind = f"{FORMAT_NAMES[real_format]} image"
+        if output is not None and Path(output).suffix.lower() not in OUTPUT_BITS:
+            raise PipelineError(f"{input_path}: is a {kind}, not a video, despite its name; "
+                                f"give an image output (e.g. -o {Path(output).stem}{real_format})")
+        log.warning("%s: is a %s, not a video, despite its name: restoring it as an image",
+                    input_path, kind)
     output = Path(output) if output is not None else default_image_output(input_path)
     if folder and output.suffix.lower() in IMAGE_SUFFIXES:
         raise PipelineError(f"{output}: a folder of frames is written to a folder, not to one "
@@ -198,7 +239,7 @@ def process_images(input_path: str | os.PathLike, output: str | os.PathLike | No
         check_image_output(output)
     check_output(input_path, output, config.overwrite, allow_folder=folder)
     restorer = make_restorer(config, model)
-    partial = output.with_name(f".{output.stem}.partial-{os.getpid()}{output.suffix}")
+    partial = partial_path(output)
     started = time.perf_counter()
     progress = tqdm(total=len(sources), unit="image", desc=input_path.name,
                     disable=not config.progress or not folder, file=sys.stderr,

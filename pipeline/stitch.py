@@ -5,12 +5,12 @@
 
 from __future__ import annotations
 
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import ffmpeg
-import imageio_ffmpeg
 
 from pipeline.errors import PipelineError, RunFailedError
 from pipeline.segments import SegmentResult
@@ -31,7 +31,16 @@ def joinable(output: Path) -> bool:
 
 
 def ffmpeg_exe() -> str:
-    """The ffmpeg binary shipped with imageio-ffmpeg (no system ffmpeg needed)."""
+    """The ffmpeg binary: imageio-ffmpeg's (a dependency, so no system ffmpeg is needed), else
+    the system's. Looked up when a command needs it, so processing in one pass never does."""
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        found = shutil.which("ffmpeg")
+        if found is None:
+            raise RunFailedError("no ffmpeg binary: install imageio-ffmpeg (pip install "
+                                 "imageio-ffmpeg) or put ffmpeg on the PATH") from None
+        return found
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 

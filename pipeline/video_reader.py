@@ -2,9 +2,15 @@
 
 Decoding never holds more than the frames in flight, so memory stays flat however long the
 video. Each frame keeps its own timestamp (variable frame rate stays variable); where a
-container gives none or a non-increasing one (raw elementary streams, AVI with B-frames), the
-frame gets the previous timestamp plus one frame duration, as FFmpeg's best-effort timestamp
-does, so the encoder always receives strictly increasing timestamps and no frame is dropped.
+container gives none or a non-increasing one (raw elementary streams), the frame gets the
+previous timestamp plus one frame duration, as FFmpeg's best-effort timestamp does, so the
+encoder always receives strictly increasing timestamps and no frame is dropped.
+
+AVI stores no presentation times at all: one frame per time slot, in decode order. FFmpeg
+guesses pts for its B-frames from the codec's reordering, right for MPEG-4 Part 2 and out of
+order for H.264; the slot of the packet being decoded when a frame comes out of the decoder
+(the frame's dts) is always increasing and equals that pts wherever the guess is right, so
+AVI frames are timed by it.
 """
 
 from __future__ import annotations
@@ -34,9 +40,17 @@ RAW_STREAM_TIME_BASE = Fraction(1, 90000)
 # trimmed by an edit list or rounding (seen in real files: up to 0.09 s).
 TRUNCATION_TOLERANCE_S = 0.25
 TRUNCATION_TOLERANCE_FRACTION = 0.02
+# Frames a seek steps back (doubling each time) when it lands past the keyframe it wanted.
+SEEK_BACK_FRAMES = 8
 # Containers whose header frame count is their index, one entry per packet (MP4/MOV's sample
 # table). AVI's stated length can exceed its index in files that play fine.
 EXACT_FRAME_COUNT_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
+# Containers that time frames by their slot in decode order, with no presentation times.
+DECODE_ORDER_FORMATS = frozenset({"avi"})
+# FFmpeg's AVFieldOrder (libavcodec/defs.h): the first letter is the field coded first, the
+# second the field shown first.
+FIELD_UNKNOWN, FIELD_PROGRESSIVE, FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT = range(6)
+INTERLACED_FIELD_ORDERS = frozenset({FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT})
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,23 @@ class VideoInfo:
     raw_stream: bool = False     # an elementary stream (.h264...): frames carry no timestamps
     copied_streams: tuple[str, ...] = field(default=())  # "audio:aac", "subtitle:subrip", ...
     sample_aspect_ratio: Fraction | None = None  # pixel shape when not square (e.g. 32/27 for 16:9 DVD)
+    field_order: int = FIELD_UNKNOWN  # FFmpeg's AVFieldOrder: interlaced (TT, BB, TB, BT) or not
+
+    @property
+    def interlaced(self) -> bool:
+        """Each frame weaves two fields taken at different times (TV, camcorders)."""
+        return self.field_order in INTERLACED_FIELD_ORDERS
+
+    @property
+    def top_field_first(self) -> bool:
+        """For interlaced video: the top field is the earlier one (shown first)."""
+        return self.field_order in (FIELD_TT, FIELD_BT)
+
+    @property
+    def decode_order_times(self) -> bool:
+        """Frames are timed by their decode-order slot (AVI): with B-frames, a keyframe
+        packet's pts (FFmpeg's guess) need not be the time its frame is given."""
+        return self.container_format in DECODE_ORDER_FORMATS
 
 
 @dataclass
@@ -229,6 +260,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             raw_stream=raw,
             copied_streams=copied,
             sample_aspect_ratio=_sample_aspect_ratio(ctx),
+            # Set by the container (Matroska, QuickTime) or, while probing, by the decoder.
+            field_order=ctx.field_order or FIELD_UNKNOWN,
         )
     finally:
         container.close()
@@ -326,11 +359,11 @@ class FrameReader:
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = self._threads
             start = 0 if info.raw_stream else (stream.start_time or 0)
-            if seek_pts is not None:
-                if info.raw_stream:
-                    raise PipelineError(f"{info.path}: a raw stream has no timestamps to seek by")
-                container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+            if seek_pts is not None and info.raw_stream:
+                raise PipelineError(f"{info.path}: a raw stream has no timestamps to seek by")
             frame_ticks = max(1, round(1 / (info.frame_rate * info.time_base)))
+            if seek_pts is not None:
+                _seek_keyframe(container, stream, seek_pts, frame_ticks)
             rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
             last_pts: int | None = None
             best_effort = _BestEffortTimestamps()
@@ -346,7 +379,12 @@ class FrameReader:
                         self._read_stream_properties(frame)  # before any conversion starts
                     if frame.width != info.width or frame.height != info.height:
                         self.resized_frames += 1
-                    pts = None if info.raw_stream else best_effort(frame.pts, frame.dts)
+                    if info.raw_stream:
+                        pts = None
+                    elif info.decode_order_times:
+                        pts = frame.dts if frame.dts is not None else frame.pts
+                    else:
+                        pts = best_effort(frame.pts, frame.dts)
                     if pts is None or (last_pts is not None and pts <= last_pts):
                         pts = 0 if last_pts is None else last_pts + frame_ticks
                         self.repaired_timestamps += 1
@@ -437,6 +475,35 @@ class FrameReader:
             **size,
         )
         return rgb.to_ndarray()
+
+
+def _seek_keyframe(container, stream, target: int, frame_ticks: int) -> None:  # noqa: ANN001
+    """Position ``container`` so that decoding starts at a keyframe at or before ``target``.
+
+    MPEG-TS has no index: FFmpeg seeks it by a binary search on packet dts and stops on
+    whatever packet it finds there (``any_frame=False`` is not honoured), so a keyframe whose
+    B-frames put its dts before its pts is passed over and decoding starts a GOP late. Where
+    the first keyframe after a seek is later than ``target``, seek again further back.
+    """
+    start = stream.start_time or 0
+    point, back = target, SEEK_BACK_FRAMES * frame_ticks
+    while True:
+        container.seek(point, stream=stream, backward=True, any_frame=False)
+        keyframe = _first_keyframe_pts(container, stream)
+        if (keyframe is not None and keyframe <= target) or point <= start:
+            break
+        point, back = max(start, point - back), 2 * back
+    container.seek(point, stream=stream, backward=True, any_frame=False)
+
+
+def _first_keyframe_pts(container, stream) -> int | None:  # noqa: ANN001 - PyAV objects
+    try:
+        for packet in container.demux(stream):
+            if packet.is_keyframe and packet.pts is not None:
+                return packet.pts
+    except av.error.FFmpegError:
+        pass  # unreadable from here: treated as no keyframe, so the seek goes further back
+    return None
 
 
 def read_timestamps(path: str | os.PathLike) -> list[float]:

@@ -4,24 +4,33 @@ The video is re-encoded with each frame's original timestamp in the input's time
 and subtitle packets are remuxed untouched from a second reader of the input, interleaved by
 time as the video is written. Rotation (the display matrix), colour tags and container/stream
 metadata are carried over, so the output plays exactly like the input, only sharper.
+
+AVI has no timestamps and no start time, only one frame per slot of 1/rate s: its video is
+written on that grid (empty slots where the input has gaps, before the first frame too) with
+every stream's times counted from a common origin. MPEG-4 Part 2 can't encode a time base as
+fine as MPEG-TS's 1/90000 s, so it encodes on the same grid and its packets are put back on
+the input's clock.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import shutil
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.filter
 import numpy as np
 
 from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_reformatter
 from pipeline.config import EncoderSettings
 from pipeline.errors import PipelineError, RunFailedError
-from pipeline.video_reader import VideoInfo
+from pipeline.video_reader import FIELD_BB, FIELD_TT, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,17 @@ MOV_FAMILY = {"mp4", "mov", "m4v", "3gp", "3g2", "ismv"}
 MATROSKA_FAMILY = {"mkv", "webm", "matroska"}
 # Metadata keys that describe the old file's muxer/encoder rather than its content.
 _STALE_METADATA = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration"}
+# Containers that hold one video frame per slot of a fixed duration and no start time.
+FRAME_SLOT_FORMATS = {"avi"}
+# MPEG-4 Part 2 codes its time base in 16 bits: a 1/90000 one (MPEG-TS, many cameras' MP4)
+# makes the encoder refuse to open.
+MPEG4_MAX_TIME_BASE_DEN = 65535
+# Frame-based compressed audio whose AVI header states a block size that is a maximum frame
+# size, not a sample size (see VideoWriter._avi_audio_stream).
+AVI_FRAMED_AUDIO = {"ac3", "mp2", "mp3", "aac"}
+# Encoders that code interlaced frames field-aware (interlaced DCT and motion estimation) when
+# asked; the others code the woven frame as one picture, still flagged interlaced.
+INTERLACED_ENCODERS = {"libx264", "mpeg2video", "mpeg4"}
 
 
 def default_output_suffix(input_path: Path) -> str:
@@ -101,6 +121,57 @@ def _subsampled(pix_fmt: str) -> bool:
     return "420" in pix_fmt or "422" in pix_fmt or pix_fmt.startswith("nv")
 
 
+@dataclass
+class FrameSlots:
+    """Frame times on a grid of fixed slots, for outputs that can't take the input's clock.
+
+    AVI has no timestamps, only one frame per slot and no start time; MPEG-4 Part 2 can't
+    encode a fine time base. Frames on the grid (every constant-rate input) keep their exact
+    time; others (variable frame rate) go to the nearest free slot, counted in ``moved``.
+    """
+
+    slot: Fraction                 # seconds per slot: the encoder's time base
+    origin: Fraction | None        # the input time of slot 0; None = the first frame's
+    tolerance: Fraction            # half the input's tick: closer than this is on the grid
+    last: int | None = None        # the last slot given
+    moved: int = 0                 # frames given a slot off their time
+    worst: Fraction = Fraction(0)  # the largest such move, seconds
+
+    def index(self, seconds: Fraction) -> int:
+        """The slot of a frame shown at ``seconds`` (input clock); strictly increasing."""
+        if self.origin is None:
+            self.origin = seconds
+        elif self.last is None and seconds < self.origin:
+            # A first frame before the origin (a stated start later than the first frame)
+            # would get a negative slot, which AVI can't hold: start the grid earlier.
+            self.origin -= math.ceil((self.origin - seconds) / self.slot) * self.slot
+        exact = (seconds - self.origin) / self.slot
+        index = math.floor(exact + Fraction(1, 2))
+        if self.last is not None and index <= self.last:
+            index = self.last + 1
+        error = abs(index - exact) * self.slot
+        if error > self.tolerance:
+            self.moved += 1
+            self.worst = max(self.worst, error)
+        self.last = index
+        return index
+
+    def seconds(self, index: int) -> Fraction:
+        """The input-clock time of slot ``index``."""
+        return self.origin + index * self.slot
+
+
+def _slot_duration(rate: Fraction) -> Fraction:
+    """One frame's duration as a time base every encoder and AVI accept."""
+    return (1 / rate).limit_denominator(MPEG4_MAX_TIME_BASE_DEN)
+
+
+def _start_seconds(stream) -> Fraction | None:  # noqa: ANN001 - a PyAV stream
+    if stream.start_time is None or not stream.time_base:
+        return None
+    return stream.start_time * Fraction(stream.time_base)
+
+
 class VideoWriter:
     """Writes restored RGB frames with given timestamps, plus the input's audio and subtitles.
 
@@ -146,16 +217,23 @@ class VideoWriter:
             # would shift every stream (the video too) to start at 0. Matroska stores the
             # negative time as it is, so every timestamp stays the input's.
             options.setdefault("avoid_negative_ts", "disabled")
+        if (container_format or self.path.suffix.lower().lstrip(".")) in FRAME_SLOT_FORMATS:
+            # Audio starting up to a slot before the video's grid (see _avi_origin) would make
+            # the muxer shift every stream, the video off its slots by rounding. AVI ignores
+            # audio times anyway: its audio starts with the file.
+            options.setdefault("avoid_negative_ts", "disabled")
         try:
             self._out = av.open(str(self.path), "w", format=container_format,
                                 container_options=options)
         except (av.error.FFmpegError, ValueError) as exc:
             raise PipelineError(f"{name_for_defaults}: cannot create output ({exc})") from exc
         self._source = None
+        self._slots: FrameSlots | None = None
+        self._leading_slots_written = False
         try:
-            self._video = self._add_video_stream(settings, display_matrix)
             # One reader of the input serves the metadata and, kept open, the stream copy.
             self._source = av.open(str(info.path), metadata_errors="ignore")
+            self._video = self._add_video_stream(settings, display_matrix)
             self._copy_metadata()
             self._copies = self._add_copied_streams() if copy_streams else {}
             if not self._copies:
@@ -165,6 +243,7 @@ class VideoWriter:
             self.abort()
             raise
         self._rgb_format = "rgb48le" if info.bit_depth > 8 else "rgb24"
+        self._field_marker: av.filter.Graph | None = None
         self.frames_written = 0
         self._pending_copy = None
 
@@ -175,12 +254,26 @@ class VideoWriter:
         stream.width = info.width
         stream.height = info.height
         stream.pix_fmt = self.pix_fmt
-        # Timestamps are written in the input's own time base, so every one survives exactly.
-        stream.time_base = info.time_base
-        stream.codec_context.time_base = info.time_base
+        # Timestamps are written in the input's own time base, so every one survives exactly;
+        # where the container or encoder can't take it, on a grid of frame slots.
+        time_base = info.time_base
+        if self._container_name() in FRAME_SLOT_FORMATS:
+            slot = _slot_duration(rate)
+            self._slots = FrameSlots(slot, origin=self._avi_origin(slot),
+                                     tolerance=info.time_base / 2)
+            time_base = slot
+        elif self.codec == "mpeg4" and info.time_base.denominator > MPEG4_MAX_TIME_BASE_DEN:
+            self._slots = FrameSlots(_slot_duration(rate), origin=None,
+                                     tolerance=info.time_base / 2)
+        stream.time_base = time_base
+        stream.codec_context.time_base = self._slots.slot if self._slots else time_base
         stream.codec_context.thread_count = settings.threads
         stream.thread_type = "AUTO"
         self.colour.tag(stream.codec_context)
+        if info.interlaced:
+            # The muxer's field order (Matroska's FieldOrder, QuickTime's fiel): ours codes the
+            # field shown first first.
+            stream.codec_context.field_order = FIELD_TT if info.top_field_first else FIELD_BB
         if info.sample_aspect_ratio is not None:
             # Non-square pixels (DVD, HDV, anamorphic): the picture's shape depends on it.
             stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
@@ -195,6 +288,21 @@ class VideoWriter:
 
     def _container_name(self) -> str:
         return self._out.format.name
+
+    def _avi_origin(self, slot: Fraction) -> Fraction:
+        """The input time that becomes 0 in an AVI output.
+
+        AVI has no start time: every stream starts with the file. The origin is the video's
+        start, less the whole slots by which another stream (audio) starts earlier, so the
+        video keeps its place against the audio (an AVI whose B-frames make its first frame
+        one slot late keeps that slot) and stays on its grid. Computed from the input alone,
+        so the segment files of a parallel run agree on it.
+        """
+        streams = self._source.streams
+        video = _start_seconds(streams.video[0]) or Fraction(0)
+        earliest = min([video, *(t for s in streams if s.type in ("audio", "subtitle")
+                                 if (t := _start_seconds(s)) is not None)])
+        return video - math.floor((video - earliest) / slot) * slot
 
     def _codec_options(self, settings: EncoderSettings) -> dict[str, str]:
         codec = self.codec
@@ -231,6 +339,8 @@ class VideoWriter:
             log.info("encoder %s has no presets; ignoring preset %r", codec, settings.preset)
         if codec == "libx265":
             options["x265-params"] = "log-level=error"
+        if self.info.interlaced and codec in INTERLACED_ENCODERS:
+            options["flags"] = options.get("flags", "") + "+ilme+ildct"
         return options
 
     def _add_copied_streams(self) -> dict[int, object]:
@@ -239,7 +349,8 @@ class VideoWriter:
             if stream.type not in ("audio", "subtitle"):
                 continue
             try:
-                copies[stream.index] = self._out.add_stream_from_template(stream)
+                copies[stream.index] = (self._avi_audio_stream(stream)
+                                        or self._out.add_stream_from_template(stream))
             except (av.error.FFmpegError, ValueError) as exc:
                 raise PipelineError(
                     f"{self.output_name.name}: the {stream.type} stream #{stream.index} "
@@ -249,6 +360,37 @@ class VideoWriter:
         if copies:
             self._packets = self._source.demux(*[self._source.streams[i] for i in copies])
         return copies
+
+    def _avi_audio_stream(self, template):  # noqa: ANN001, ANN202 - PyAV streams
+        """An AVI stream for copying AC-3, MP2, MP3 or AAC-LC packets timed one per frame, or
+        None to copy ``template`` as it is.
+
+        Read from an AVI, such audio states a block size (nBlockAlign: 3840 for AC-3, 1152 for
+        MP3) that is a maximum frame size; copied unchanged, the muxer writes it as the stream's
+        sample size and readers time the audio by bytes: AC-3 at 96 kb/s comes back with its
+        packet times squeezed ten to one. FFmpeg's own stream copy clears the block size for
+        AC-3 and MP3; PyAV can't set it on a copied stream, so the stream is made from the
+        codec's encoder instead (opened here and never fed), which has no block size and
+        gives the frame size, with the input's sample rate, channels, bit rate and extradata.
+        """
+        ctx = template.codec_context
+        codec = ctx.codec.canonical_name  # "mp3", where the decoder is "mp3float"
+        if (self._container_name() not in FRAME_SLOT_FORMATS or codec not in AVI_FRAMED_AUDIO
+                or (codec == "aac" and ctx.profile != "LC")):
+            return None
+        # A rate the encoder refuses (a nominal one from a VBR header) only loses the header's
+        # byte rate, a hint for players; an encoder that won't open leaves the plain copy.
+        for bit_rate in dict.fromkeys((ctx.bit_rate or 0, 0)):
+            if not _encoder_opens(codec, ctx, bit_rate):
+                continue
+            stream = self._out.add_stream(codec, rate=ctx.sample_rate, bit_rate=bit_rate)
+            stream.layout = ctx.layout
+            stream.codec_context.open()
+            stream.codec_context.extradata = ctx.extradata
+            return stream
+        log.warning("%s: no %s encoder here to describe the copied audio to the AVI muxer; its "
+                    "header may time the audio by bytes", self.output_name.name, codec)
+        return None
 
     def _copy_metadata(self) -> None:
         source = self._source
@@ -285,10 +427,36 @@ class VideoWriter:
 
     def write_frame(self, frame: av.VideoFrame, pts: int) -> None:
         """Encode a frame made by ``convert`` at ``pts`` (in the input's time base)."""
-        frame.pts = pts
-        frame.time_base = self.info.time_base
+        if self.info.interlaced:
+            frame = self._mark_fields(frame)
+        if self._slots is not None:
+            frame.pts = self._slots.index(pts * self.info.time_base)
+            frame.time_base = self._slots.slot
+        else:
+            frame.pts = pts
+            frame.time_base = self.info.time_base
         self._mux(self._encode(frame))
         self.frames_written += 1
+
+    def _mark_fields(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """The frame flagged interlaced with the input's field order.
+
+        Encoders read the field order from each frame (x264 switches to bottom field first
+        for a frame without the top-field-first flag), and PyAV can't set frame flags: the
+        ``setparams`` filter does (it copies no pixels).
+        """
+        if self._field_marker is None:
+            graph = av.filter.Graph()
+            source = graph.add_buffer(width=frame.width, height=frame.height,
+                                      format=frame.format.name, time_base=self.info.time_base)
+            mode = "tff" if self.info.top_field_first else "bff"
+            mark = graph.add("setparams", f"field_mode={mode}")
+            source.link_to(mark)
+            mark.link_to(graph.add("buffersink"))
+            graph.configure()
+            self._field_marker = graph
+        self._field_marker.push(frame)
+        return self._field_marker.pull()
 
     def _encode(self, frame):
         try:
@@ -298,16 +466,42 @@ class VideoWriter:
 
     def _mux(self, packets) -> None:
         for packet in packets:
+            self._place(packet)
             if packet.pts is not None and self._copies:
                 self._copy_until(float(packet.pts * packet.time_base) + INTERLEAVE_AHEAD_S)
-            try:
-                self._out.mux(packet)
-            except av.error.FFmpegError as exc:
-                raise self._write_error(exc) from exc
+            self._mux_one(packet)
 
-    def _write_error(self, exc: av.error.FFmpegError) -> PipelineError:
-        return PipelineError(f"{self.output_name.name}: writing the output failed "
-                             f"({exc.strerror})")
+    def _place(self, packet) -> None:  # noqa: ANN001 - a PyAV packet
+        """Move an encoded packet from frame slots to the output stream's clock, and start an
+        AVI whose first frame is not at 0 with empty slots up to it."""
+        slots = self._slots
+        if slots is None:
+            return
+        if self._container_name() not in FRAME_SLOT_FORMATS:
+            tick = self.info.time_base
+            for name in ("pts", "dts"):
+                if (value := getattr(packet, name)) is not None:
+                    setattr(packet, name, round(slots.seconds(value) / tick))
+            packet.time_base = tick
+        elif not self._leading_slots_written:
+            self._leading_slots_written = True
+            if packet.dts is not None and packet.dts > 0:
+                # The muxer fills gaps between frames with empty chunks, not before the first.
+                empty = av.Packet(0)
+                empty.stream = self._video
+                empty.time_base = packet.time_base
+                empty.pts = empty.dts = 0
+                self._mux_one(empty)
+
+    def _mux_one(self, packet) -> None:  # noqa: ANN001 - a PyAV packet
+        try:
+            self._out.mux(packet)
+        except av.error.FFmpegError as exc:
+            raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: av.error.FFmpegError) -> RunFailedError:
+        return RunFailedError(f"{self.output_name.name}: writing the output failed "
+                              f"({exc.strerror})")
 
     def _copy_until(self, seconds: float | None) -> None:
         """Remux copied-stream packets whose time is before ``seconds`` (None = all)."""
@@ -321,10 +515,14 @@ class VideoWriter:
                 self._pending_copy = None  # a demuxer flush marker, nothing to copy
                 continue
             when = packet.dts if packet.dts is not None else packet.pts
-            if seconds is not None and float(when * packet.time_base) > seconds:
+            if seconds is not None and float(when * packet.time_base - self._shift) > seconds:
                 self._pending_copy = packet
                 return
             self._pending_copy = None
+            if self._shift:
+                offset = round(self._shift / packet.time_base)
+                packet.pts = None if packet.pts is None else packet.pts - offset
+                packet.dts = None if packet.dts is None else packet.dts - offset
             kind = packet.stream.type
             packet.stream = self._copies[packet.stream.index]
             try:
@@ -336,6 +534,14 @@ class VideoWriter:
                     f"{self.output_name.name}: the input's {kind} stream cannot be copied into "
                     f"{self._container_name()} unchanged ({exc.strerror}); "
                     f"write to .mkv instead (-o NAME.mkv)") from exc
+
+    @property
+    def _shift(self) -> Fraction:
+        """Seconds taken off the input's times in the output: AVI's origin, else none."""
+        slots = self._slots
+        if slots is None or self._container_name() not in FRAME_SLOT_FORMATS:
+            return Fraction(0)
+        return slots.origin
 
     def close(self) -> int:
         """Flush the encoder, copy what is left of the other streams, finish the file.
@@ -349,6 +555,12 @@ class VideoWriter:
         finally:
             self.abort()
         check_written(self.path, self.frames_written, self.output_name)
+        slots = self._slots
+        if slots is not None and slots.moved:
+            log.warning("%s: %s with %s holds one frame per %.2f ms slot; %d frame(s) off that "
+                        "grid (variable frame rate) moved by up to %.2f ms",
+                        self.output_name.name, self._container_name().upper(), self.codec,
+                        1000 * slots.slot, slots.moved, 1000 * slots.worst)
         return self.frames_written
 
     def abort(self) -> None:
@@ -366,6 +578,22 @@ WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOENT, e
                           errno.EFBIG})
 # Less free space than this left beside a short output means the disk filled up.
 NEARLY_FULL_BYTES = 16 * 1024 * 1024
+
+
+def _encoder_opens(codec: str, ctx, bit_rate: int) -> bool:  # noqa: ANN001 - a PyAV context
+    """Whether a ``codec`` encoder opens with ``ctx``'s sample rate and channels at
+    ``bit_rate`` (0 = the encoder's default): tried on a scratch context, because a stream
+    added to the output can't be taken back."""
+    try:
+        encoder = av.CodecContext.create(codec, "w")
+        encoder.sample_rate = ctx.sample_rate
+        encoder.layout = ctx.layout
+        encoder.format = encoder.codec.audio_formats[0]
+        encoder.bit_rate = bit_rate
+        encoder.open()
+    except (av.error.FFmpegError, ValueError, TypeError, IndexError):
+        return False
+    return True
 
 
 def check_written(path: Path, frames: int, name: Path | None = None) -> None:

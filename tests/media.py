@@ -47,15 +47,19 @@ def make_clip(path: Path, *, frames: int = 24, width: int = 64, height: int = 48
               options: dict[str, str] | None = None, vfr: bool = False, audio: str | None = None,
               rotation: int | None = None, colour: dict[str, int] | None = None,
               subtitles: bool = False, time_base: Fraction | None = None,
-              container_options: dict[str, str] | None = None) -> Clip:
+              container_options: dict[str, str] | None = None,
+              field_order: str | None = None) -> Clip:
     """Write a test clip with PyAV.
 
     Args:
         vfr: irregular frame durations (variable frame rate), in a 1/1000 time base.
+        time_base: the video's time base (default 1/fps); frames stay 1/fps apart.
         audio: audio encoder name (e.g. "aac", "libopus", "pcm_s16le") or None.
         rotation: display rotation in degrees, stored as a display matrix.
         colour: codec-context colour tags, e.g. {"color_primaries": 1, "color_trc": 1,
             "colorspace": 1, "color_range": 1}.
+        field_order: "tff" or "bff" for interlaced video (x264's interlaced coding, every
+            frame flagged with that field order).
     """
     container = av.open(str(path), "w", options=container_options or {})
     tb = time_base or (Fraction(1, 1000) if vfr else Fraction(1, fps))
@@ -63,10 +67,13 @@ def make_clip(path: Path, *, frames: int = 24, width: int = 64, height: int = 48
     stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
     stream.time_base = tb
     stream.codec_context.time_base = tb
-    if options:
-        stream.options = dict(options)
+    if options or field_order:
+        stream.options = dict(options or {}) | ({"flags": "+ilme+ildct"} if field_order else {})
     for key, value in (colour or {}).items():
         setattr(stream.codec_context, key, value)
+    if field_order:
+        # The stream's flag, as FFmpeg's tools set it from the frames (TT = 2, BB = 3).
+        stream.codec_context.field_order = {"tff": 2, "bff": 3}[field_order]
     if rotation is not None:
         stream.set_display_rotation(rotation)
     depth = max(c.bits for c in av.VideoFormat(pix_fmt).components)
@@ -79,7 +86,9 @@ def make_clip(path: Path, *, frames: int = 24, width: int = 64, height: int = 48
 
     pts_list = []
     t = 0
-    durations = [33, 50, 17, 41] if vfr else None
+    step = Fraction(1, fps) / tb
+    assert vfr or step.denominator == 1, f"1/{fps} s is not a whole number of {tb} ticks"
+    durations = [33, 50, 17, 41] if vfr else [int(step)]
     for i in range(frames):
         frame = av.VideoFrame.from_ndarray(frame_rgb(i, width, height, depth=depth),
                                            format=rgb_format)
@@ -87,10 +96,12 @@ def make_clip(path: Path, *, frames: int = 24, width: int = 64, height: int = 48
         for key, value in (colour or {}).items():
             if key in ("color_primaries", "color_trc", "colorspace", "color_range"):
                 setattr(frame, key, value)
+        if field_order:
+            frame = _flag_fields(frame, field_order, tb)
         frame.pts = t
         frame.time_base = tb
         pts_list.append(t)
-        t += durations[i % len(durations)] if durations else 1
+        t += durations[i % len(durations)]
         for packet in stream.encode(frame):
             container.mux(packet)
     for packet in stream.encode():
@@ -105,6 +116,21 @@ def make_clip(path: Path, *, frames: int = 24, width: int = 64, height: int = 48
         _add_subtitles(path)
     return Clip(path=path, frames=frames, pts=tuple(pts_list), time_base=tb,
                 audio_packets=audio_packets)
+
+
+def _flag_fields(frame: av.VideoFrame, mode: str, time_base: Fraction) -> av.VideoFrame:
+    """``frame`` flagged interlaced, "tff" or "bff" (encoders read it per frame)."""
+    import av.filter
+
+    graph = av.filter.Graph()
+    source = graph.add_buffer(width=frame.width, height=frame.height,
+                              format=frame.format.name, time_base=time_base)
+    mark = graph.add("setparams", f"field_mode={mode}")
+    source.link_to(mark)
+    mark.link_to(graph.add("buffersink"))
+    graph.configure()
+    graph.push(frame)
+    return graph.pull()
 
 
 def _write_audio(container, stream, seconds: float) -> int:
@@ -167,3 +193,30 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     peak = float(np.iinfo(a.dtype).max)
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(peak * peak / mse)
+
+
+def frame_times(path: Path) -> list[float]:
+    """Every decoded frame's presentation time in seconds, as FFmpeg reports it (the frame's
+    own pts: no repair, unlike the pipeline's reader)."""
+    with av.open(str(path)) as container:
+        return [float(f.pts * f.time_base) for f in container.decode(video=0)]
+
+
+def audio_packet_times(path: Path) -> list[float]:
+    """The presentation time in seconds of every audio packet of the first audio stream."""
+    with av.open(str(path)) as container:
+        return [float(p.pts * p.time_base) for p in container.demux(audio=0) if p.size]
+
+
+def shown_field_orders(path: Path) -> list[str]:
+    """Per decoded frame, as FFmpeg's showinfo filter prints it: "T" (interlaced, top field
+    first), "B" (bottom first) or "P" (progressive). PyAV can't read a frame's field order."""
+    import re
+    import subprocess
+
+    import imageio_ffmpeg
+
+    done = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path),
+                           "-vf", "showinfo", "-f", "null", "-"],
+                          capture_output=True, text=True, check=True)
+    return re.findall(r" i:([TBP])", done.stderr)

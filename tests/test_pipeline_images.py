@@ -174,3 +174,25 @@ def test_bad_requests_fail_cleanly(tmp_path, capsys, identity_model_file, case, 
     assert len(lines) == 1 and expected in lines[0], err
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before, "no output or partial left"
+
+
+@pytest.mark.parametrize("suffix,real", [(".mp4", ".png"), (".mov", ".jpg")])
+def test_image_named_like_a_video_is_restored_as_an_image(tmp_path, capsys, caplog,
+                                                          identity_model_file, suffix, real):
+    # FFmpeg reads such a file as a one-frame video; the user is told it is an image, and
+    # gets one back in its real format.
+    rgb = frame_rgb(2, 48, 32)
+    _write(tmp_path / f"photo{real}", rgb)
+    (tmp_path / f"photo{real}").rename(tmp_path / f"clip{suffix}")
+    source = read_picture(tmp_path / f"clip{suffix}").rgb
+    code, out, err = _process(capsys, tmp_path / f"clip{suffix}", "--model", identity_model_file)
+    assert code == 0, err
+    assert "image, not a video" in caplog.text  # a warning, on stderr from the command line
+    written = tmp_path / f"clip.deblurred{real}"
+    assert f"{written}\t1 image\t" in out
+    assert psnr(read_picture(written).rgb, source) > (60 if real == ".png" else 30)
+    # Asked for a video, it says what to do instead, and writes nothing.
+    code, out, err = _process(capsys, tmp_path / f"clip{suffix}", "-o", tmp_path / "x.mp4",
+                              "--model", identity_model_file)
+    assert code == 2 and f"give an image output (e.g. -o x{real})" in err  # a usage mistake
+    assert not (tmp_path / "x.mp4").exists()

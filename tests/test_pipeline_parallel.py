@@ -36,7 +36,7 @@ from pipeline.stitch import stitch
 from pipeline.video_reader import FrameReader, probe, read_timestamps
 from pipeline.worker import KILL_WORKER_ONCE_ENV
 from tests.conftest import make_identity_model
-from tests.media import make_clip, packet_counts, stream_summary
+from tests.media import audio_packet_times, frame_times, make_clip, packet_counts, stream_summary
 
 GOP = 8                          # keyframe interval of the test clips
 X264_GOP = {"x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0", "bf": "3"}
@@ -256,6 +256,28 @@ def test_mpeg_ts_on_two_workers_gives_the_single_worker_output(pool, media, tmp_
     assert audio_packets(split.output) == audio_packets(single.output)
     a, b = decoded(single.output), decoded(split.output)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.slow  # a local Ray pool
+@pytest.mark.parametrize("suffix", [".avi", ".mkv"])
+def test_avi_with_b_frames_on_two_workers_keeps_its_timeline(pool, tmp_path, suffix, caplog):
+    """XviD-like AVI (MPEG-4 Part 2 with B-frames, AC-3): into AVI the video is done whole by
+    one worker (AVI segments don't join exactly); into Matroska it is split. Either way frame
+    and audio times are the one-worker run's."""
+    clip = make_clip(tmp_path / "xvid.avi", frames=40, codec="mpeg4",
+                     options={"bf": "2", "g": str(GOP)}, audio="ac3").path
+    model = make_identity_model(3)
+    single = process_video(clip, tmp_path / f"single{suffix}", config=QUIET, model=model)
+    with caplog.at_level(logging.WARNING, logger="pipeline.scheduler"):
+        split = process_video_parallel(clip, tmp_path / f"split{suffix}", config=QUIET,
+                                       parallel=ParallelConfig(workers=2), pool=pool)
+    assert ("one worker processes it whole" in caplog.text) == (suffix == ".avi")
+    assert "as one segment instead" not in caplog.text  # the split into Matroska held
+    assert single.frames == split.frames == 40
+    tolerance = 1e-3 if suffix == ".mkv" else 1e-9
+    assert frame_times(split.output) == pytest.approx(frame_times(single.output), abs=tolerance)
+    assert audio_packet_times(split.output) == pytest.approx(audio_packet_times(single.output),
+                                                              abs=tolerance)
 
 
 @pytest.mark.slow  # a local Ray pool

@@ -1,0 +1,43 @@
+"""Interlaced video stays interlaced, with its field order (issue 12, item 5).
+
+Each frame of interlaced video weaves two fields taken 1/50 or 1/60 s apart; which one comes
+first (top or bottom) is a flag on the stream and on every frame. An output flagged
+progressive, or with the other field order, judders or combs when played or deinterlaced.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import EncoderSettings, ProcessConfig, process_video
+from pipeline.video_reader import FIELD_BB, FIELD_TT, FrameReader, probe
+from tests.media import make_clip, shown_field_orders
+
+QUIET = ProcessConfig(progress=False, encoder=EncoderSettings(preset="ultrafast"))
+
+
+@pytest.mark.parametrize("order,field_order", [("bff", FIELD_BB), ("tff", FIELD_TT)])
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_field_order_kept_on_stream_and_frames(tmp_path, identity_model, order, field_order,
+                                               suffix):
+    tags = {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range": 1}
+    clip = make_clip(tmp_path / "tape.mkv", frames=8, field_order=order, colour=tags)
+    letter = {"tff": "T", "bff": "B"}[order]
+    assert shown_field_orders(clip.path) == [letter] * 8, "the fixture must be interlaced"
+    assert probe(clip.path).field_order == field_order
+    out = process_video(clip.path, tmp_path / f"out{suffix}", config=QUIET,
+                        model=identity_model).output
+    # Every frame coded interlaced, with the input's field order.
+    assert shown_field_orders(out) == [letter] * 8
+    if suffix == ".mkv":  # Matroska also states it for the stream (MP4 can't for H.264)
+        assert probe(out).field_order == field_order
+    reader = FrameReader(out)
+    next(reader.frames())
+    assert reader.colour.matrix == 1, "marking the fields keeps the colour tags"
+
+
+def test_progressive_stays_progressive(tmp_path, identity_model):
+    clip = make_clip(tmp_path / "film.mkv", frames=4)
+    out = process_video(clip.path, config=QUIET, model=identity_model).output
+    assert not probe(out).interlaced
+    assert shown_field_orders(out) == ["P"] * 4
