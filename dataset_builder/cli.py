@@ -17,7 +17,7 @@ from typing import Sequence
 from dataset_builder.config import FLOW_PRESETS, MAX_INTERPOLATE, RENDER_CODECS, BuildConfig, \
     RenderConfig
 from dataset_builder.errors import BuildError, SourceTooShort
-from unsmear.cli_conventions import Parser, add_output_options, add_version, run
+from unsmear.cli_conventions import Parser, add_output_options, add_version, program, run
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     defaults = BuildConfig()
-    parser = Parser(prog="python -m dataset_builder", formatter_class=_formatter,
+    parser = Parser(prog=program("python -m dataset_builder"), formatter_class=_formatter,
                     description=_wrap("Make blurred/sharp training pairs from high-frame-rate "
                                        "footage "
                                  "by averaging frames in linear light (DBN/GoPro/REDS method)."))

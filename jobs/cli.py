@@ -11,7 +11,7 @@ from pathlib import Path
 from jobs.errors import JobError
 from pipeline.cli import add_model_arguments, add_ray_arguments, positive_int, process_config
 from pipeline.errors import PipelineError, RunFailedError
-from unsmear.cli_conventions import EXIT_FAILED, Parser, add_output_options, add_version, run
+from unsmear.cli_conventions import EXIT_FAILED, Parser, add_output_options, add_version, program, run
 
 DESCRIPTION = """\
 Run unsmear over whole folders on a pool of Ray workers: locally (a private Ray instance is
@@ -65,7 +65,7 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m jobs", description=DESCRIPTION)
+    parser = Parser(prog=program("python -m jobs"), description=DESCRIPTION)
     add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

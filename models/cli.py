@@ -13,7 +13,7 @@ from pathlib import Path
 from dataset_builder.errors import BuildError
 from models import configs
 from models.errors import CheckpointError, ConfigError, DataError
-from unsmear.cli_conventions import Parser, add_output_options, add_version, run
+from unsmear.cli_conventions import Parser, add_output_options, add_version, program, run
 
 # User mistakes: reported as one line. Anything else is a bug and keeps its traceback.
 # (BuildError: the photos of on-the-fly pairs are found by the builder's renderer.)
@@ -104,7 +104,7 @@ _positive = _integer_at_least(1)
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m models`` argument parser."""
     raw = argparse.RawDescriptionHelpFormatter
-    parser = Parser(prog="python -m models", description=DESCRIPTION, formatter_class=raw)
+    parser = Parser(prog=program("python -m models"), description=DESCRIPTION, formatter_class=raw)
     add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # -q and -v belong to every subcommand, so they may come anywhere after the command's name.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipeline.config import PRECISIONS, EncoderSettings, ProcessConfig
 from pipeline.errors import PipelineError, RunFailedError
-from unsmear.cli_conventions import Parser, add_output_options, add_version, run
+from unsmear.cli_conventions import Parser, add_output_options, add_version, program, run
 from unsmear.media import is_image_name
 
 DESCRIPTION = """\
@@ -110,7 +110,7 @@ def add_ray_arguments(parser: argparse.ArgumentParser, *, workers_help: str,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m pipeline", description=DESCRIPTION)
+    parser = Parser(prog=program("python -m pipeline"), description=DESCRIPTION)
     add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("process", help="deblur a video, an image or a folder of frames",

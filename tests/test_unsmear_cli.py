@@ -50,3 +50,20 @@ def test_errors_and_exit_codes_are_the_commands_own(tmp_path, capsys):
         main(["deblur-everything"])
     assert exit_info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,usage", [
+    (["process", "--help"], "usage: unsmear process "),
+    (["jobs", "deblur", "--help"], "usage: unsmear jobs deblur "),
+    (["build", "--help"], "usage: unsmear build "),
+    (["train", "--help"], "usage: unsmear train "),
+])
+def test_help_names_the_command_the_user_typed(argv, usage, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith(usage)
+    # The python -m forms keep their own name.
+    with pytest.raises(SystemExit):
+        pipeline_cli.main(["process", "--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m pipeline process ")

@@ -11,7 +11,7 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
-from unsmear.cli_conventions import Parser, add_version
+from unsmear.cli_conventions import Parser, add_version, program_named
 
 # command → (module whose main() runs it, its subcommand or None, one-line help)
 COMMANDS: dict[str, tuple[str, str | None, str]] = {
@@ -51,4 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module, subcommand, _ = COMMANDS[args.command]
     forwarded = [subcommand, *args.args] if subcommand is not None else list(args.args)
-    return importlib.import_module(module).main(forwarded)
+    # "unsmear process ..." runs pipeline's "process" under the name "unsmear"; "unsmear jobs
+    # deblur ..." runs jobs' own subcommands under "unsmear jobs".
+    with program_named("unsmear" if subcommand is not None else f"unsmear {args.command}"):
+        return importlib.import_module(module).main(forwarded)

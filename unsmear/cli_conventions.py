@@ -22,7 +22,8 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 from unsmear import __version__
@@ -36,6 +37,26 @@ VERSION = f"unsmear {__version__}"
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 ErrorTypes = tuple[type[BaseException], ...]
+# Set by the ``unsmear`` command while it runs one of the others, so that their usage lines
+# and errors name the command the user typed ("unsmear process"), not "python -m pipeline".
+_program_name: str | None = None
+
+
+def program(default: str) -> str:
+    """The program name for a parser: ``default`` ("python -m pipeline"), or the name the
+    ``unsmear`` command runs it under."""
+    return _program_name or default
+
+
+@contextmanager
+def program_named(name: str) -> Iterator[None]:
+    """Run another package's CLI under the name ``name`` (see :func:`program`)."""
+    global _program_name
+    previous, _program_name = _program_name, name
+    try:
+        yield
+    finally:
+        _program_name = previous
 
 
 class Parser(argparse.ArgumentParser):
