@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from pipeline.outputs import remove_dead_leftovers
 from pipeline.video_reader import read_timestamps
 from tests.media import make_clip
@@ -77,3 +79,37 @@ def test_a_run_after_a_kill_removes_its_debris(tmp_path, identity_model_file, ca
                  "--model", identity_model_file]) == 0
     assert not debris.exists()
     assert len(read_timestamps(out)) == 12
+
+
+@pytest.mark.slow  # three runs over 1,300 frames
+def test_kill_9_then_the_same_command_gives_the_uninterrupted_output(tmp_path, identity_model_file):
+    """kill -9 once a segment is finished; the same command again resumes from the segments
+    kept and writes the file an uninterrupted run writes, byte for byte."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=1300, width=64, height=48).path
+
+    def command(output: Path) -> list[str]:
+        return [sys.executable, "-m", "pipeline", "process", "-q", str(clip), "-o", str(output),
+                "--model", identity_model_file, "--preset", "ultrafast"]
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    whole = tmp_path / "whole" / "clip.mp4"
+    whole.parent.mkdir()
+    subprocess.run(command(whole), cwd=REPO, env=env, check=True, capture_output=True)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    run = subprocess.Popen(command(out_dir / "clip.mp4"), cwd=REPO, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not list(out_dir.glob(".clip.resume-*/segment-00000.json")):
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.communicate(timeout=60)
+    assert not (out_dir / "clip.mp4").exists()
+    done = subprocess.run(command(out_dir / "clip.mp4"), cwd=REPO, env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resuming: 1 segment(s) finished by an earlier run are kept" in done.stderr
+    assert (out_dir / "clip.mp4").read_bytes() == whole.read_bytes()
+    # The killed run's partial segment went with the resume folder; nothing else is left.
+    assert [p.name for p in out_dir.iterdir()] == ["clip.mp4"]
