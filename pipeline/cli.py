@@ -32,7 +32,12 @@ With more than one worker, or --address, the video is cut at keyframes into segm
 Ray workers restore in parallel (each loads the model once and takes one GPU); the segments
 are joined without re-encoding and the audio/subtitles muxed back, so the output has the same
 frames and timestamps as a one-worker run. On a cluster, the input, the output folder and any
---model file must be at the same path on every machine (shared storage)."""
+--model file must be at the same path on every machine (shared storage).
+
+Interrupted? Run the same command again. A long video (1,200 frames or more into MP4/MOV,
+MKV/WebM or MPEG-TS), and any video split across workers, keeps its finished segments in a
+hidden .NAME.resume-KEY folder beside the output; the same command redoes only the rest and
+writes the file an uninterrupted run would. Other settings start afresh."""
 
 
 def _positive_or_zero(text: str) -> int:

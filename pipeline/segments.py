@@ -223,8 +223,7 @@ def _seek_points(scan: KeyframeScan, first_gop: int, context: int) -> tuple[int,
 
 
 class _TooFewNeighbours(Exception):
-    """Seeking there leaves fewer neighbours before the segment than the model needs, or
-    lands past the keyframe asked for (MPEG-TS seeks by byte position and can overshoot)."""
+    """Seeking there leaves fewer neighbours before the segment than the model needs."""
 
 
 def segment_items(reader: FrameReader, segment: Segment, context: int
@@ -256,12 +255,8 @@ def _segment_from(reader: FrameReader, segment: Segment, seek: int | None, conte
     targets = 0
     reader.repaired_timestamps = 0
     frames = reader.frames(seek_pts=seek)
-    first = True
     try:
         for frame in frames:
-            if first and seek is not None and frame.pts > seek:
-                raise _TooFewNeighbours()  # the seek overshot: nothing yielded yet, go further back
-            first = False
             if seek is not None and frame.pts < seek:
                 continue  # leading frames of an open GOP: their references were not decoded
             if start is not None and frame.pts < start:
