@@ -70,6 +70,7 @@ from models import GeneratorConfig, RRDBNet, load_generator, save_generator  # n
 from pipeline import EncoderSettings, ProcessConfig, process_video  # noqa: E402
 from pipeline.config import DEFAULT_MODEL_PATH  # noqa: E402
 from pipeline.ordered import conversion_threads, ordered_map  # noqa: E402
+from models.precision import native_cpu_bf16  # noqa: E402
 from pipeline.restorer import resolve_precision  # noqa: E402
 from pipeline.video_reader import FrameReader, probe  # noqa: E402
 from pipeline.video_writer import VideoWriter  # noqa: E402
@@ -189,7 +190,7 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     parser.add_argument("--e2e-models", help="models run end to end and through the naive loop "
                                              "(default: default,rrdb23-d4; 'all' = --models; 'none')")
     parser.add_argument("--e2e-precision", default="auto",
-                        help="precision given to the pipeline (default auto: bf16 on GPU)")
+                        help="precision given to the pipeline (default auto: bf16 where the GPU or CPU runs it natively)")
     parser.add_argument("--e2e-batch-size", type=int, default=0,
                         help="batch size given to the pipeline (default 0: automatic)")
     parser.add_argument("--clip", type=Path, help="a real clip for end to end runs instead of "
@@ -327,8 +328,10 @@ def unsupported(precision: str, device: torch.device) -> str | None:
     if device.type != "cuda":
         if precision == "tf32":
             return "tf32 is a CUDA tensor-core mode"
-        if precision in HALF_DTYPES:
-            return f"{precision} is measured on GPUs only (the pipeline runs fp32 on a CPU)"
+        if precision == "bf16" and native_cpu_bf16() is None:
+            return "this CPU has no native bf16 (avx512_bf16 or amx_bf16): the pipeline runs fp32 here"
+        if precision == "fp16":
+            return "fp16 is measured on GPUs only"
         return None
     if precision == "tf32" and torch.cuda.get_device_capability(device)[0] < 8:
         return "tf32 needs an Ampere or newer GPU"

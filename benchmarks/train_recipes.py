@@ -1,8 +1,9 @@
 """Training recipes compared at the same CPU-time budget: which data, blur, input, trunk and loss.
 
-Each recipe is ``models/configs/default.yaml`` plus a few overrides, trained for the same
-CPU time of its own process (``max_cpu_minutes``: fair on a shared machine; validation is
-not counted), then every recipe's model is evaluated (``models.evaluate``) on the same
+Each recipe is ``models/configs/default.yaml`` (``--set video``: ``video.yaml``) plus a few
+overrides, trained for the same CPU time of its own processes (``max_cpu_minutes``: the
+training process and its render workers, fair on a shared machine; validation is not
+counted), then every recipe's model is evaluated (``models.evaluate``) on the same
 pairs: rendered held-out photos drawn from the realistic distribution (``--eval-pairs``,
 written by ``python -m models render-pairs``) and real high-fps pairs (``--real``), with the
 sharp-frame check (the lowest PSNR of a sharp frame fed in).
@@ -12,6 +13,9 @@ the others from scratch, and a from-scratch default is run as their reference.
     python benchmarks/train_recipes.py --photos ../shared/data/photos --stored PAIRS \\
         --eval-pairs EVALPAIRS --real PAIRS_A PAIRS_B --init models/weights/default.safetensors \\
         --minutes 5 --out runs/recipes [--only l1,charbonnier] [--json docs/recipes.json]
+    python benchmarks/train_recipes.py --set video --photos ../shared/data/photos \
+        --eval-pairs EVAL5 --real REAL5_A REAL5_B --init models/weights/default.safetensors \
+        --minutes 45 --workers 1 --ema 0.999 --out runs/video_recipes --json benchmarks/video_recipes.json
 
 Prints a markdown table (gain = restored - input PSNR, dB) and writes JSON.
 """
@@ -52,6 +56,18 @@ RECIPES: dict[str, tuple[str, list[str], bool]] = {
 }
 
 
+# The video model's input, compared on models/configs/video.yaml (issue: which input pays):
+# every recipe starts from --init (the shipped single-frame model, grown so it starts as it).
+VIDEO_RECIPES: dict[str, tuple[str, list[str], bool]] = {
+    "blind1": ("blind, 1 frame (the image model's input)", ["generator.in_frames=1", "generator.motion=none"], True),
+    "stack5": ("5 frames stacked (DBN)", ["generator.in_frames=5", "generator.motion=none"], True),
+    "aligned3": ("3 frames aligned by flow (DBN's flow variant)", ["generator.motion=aligned"], True),
+    "flow3": ("3 frames + flow channels", ["generator.motion=flow"], True),
+    "aligned_flow3": ("3 frames aligned by flow + flow channels", ["generator.motion=aligned+flow"], True),
+}
+SETS = {"default": ("default.yaml", RECIPES), "video": ("video.yaml", VIDEO_RECIPES)}
+
+
 def _steps(run: Path) -> int:
     rows = list(csv.DictReader((run / "log.csv").open()))
     return max(int(r["step"]) for r in rows)
@@ -82,30 +98,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=5.0, help="CPU minutes per recipe (default: 5)")
     parser.add_argument("--val-samples", type=int, default=16, help="rendered validation samples")
     parser.add_argument("--only", help="comma-separated recipe names (default: all)")
+    parser.add_argument("--set", choices=sorted(SETS), default="default",
+                        help="default: data, blur, loss and trunk of the image model; video: the video "
+                             "model's input (blind, stacked, aligned, flow) on models/configs/video.yaml")
+    parser.add_argument("--ema", type=float, default=0.98,
+                        help="EMA decay of the runs (default 0.98: a 50-step time constant for short runs)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="render workers per run (default 0: the step renders; the CPU budget counts them)")
     parser.add_argument("--out", required=True, help="folder for the runs")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
 
-    from models.train import load_config, train
+    from models.train import train
+    from models.train_config import load_config
 
-    names = args.only.split(",") if args.only else list(RECIPES)
+    base, recipes = SETS[args.set]
+    names = args.only.split(",") if args.only else list(recipes)
     results = {}
     out = Path(args.out)
     for name in names:
-        question, overrides, from_init = RECIPES[name]
+        question, overrides, from_init = recipes[name]
         if "data={stored}" in overrides and not args.stored:
             print(f"skip {name}: needs --stored", file=sys.stderr)
             continue
         run = out / name
         common = [f"out={run}", f"synthetic.photos=[{args.photos}]", f"val_real=[{','.join(args.real)}]",
-                  f"max_cpu_minutes={args.minutes}", "threads=1", "synthetic_workers=0", "num_workers=0",
-                  f"synthetic.val_samples={args.val_samples}", "val_every=1000000", "checkpoint_every=1000000",
-                  # A short run: an EMA time constant of 50 steps, so the figures show this run's training.
-                  "ema_decay=0.98"]
+                  f"max_cpu_minutes={args.minutes}", "threads=1", f"synthetic_workers={args.workers}",
+                  "num_workers=0", f"synthetic.val_samples={args.val_samples}", "val_every=1000000",
+                  "checkpoint_every=1000000", f"ema_decay={args.ema}"]
         if from_init and args.init:
             common.append(f"init={args.init}")
         if not (run / "log.csv").is_file() or not (run / "model.safetensors").is_file():
-            config = load_config(ROOT / "models/configs/default.yaml",
+            config = load_config(ROOT / "models/configs" / base,
                                  common + [o.format(stored=args.stored) for o in overrides])
             started = time.monotonic()
             train(config, progress=False)

@@ -107,6 +107,26 @@ def _rank(forward: np.ndarray, backward: np.ndarray, xs: np.ndarray,
         key: (H*W,) int64, larger wins a projection collision; the low 32 bits hold
             the pixel's index so the winner can be looked up.
     """
+    ok, error2, speed2 = _check(forward, backward, xs, ys)
+    error = np.minimum(np.sqrt(error2) * PRIORITY_SCALE, PRIORITY_MAX - 1).astype(np.int64)
+    speed = np.minimum(np.sqrt(speed2) * PRIORITY_SCALE, (1 << 16) - 1).astype(np.int64)
+    # Consistent pixels first, then the least inconsistent, then the fastest.
+    priority = (np.where(ok, PRIORITY_MAX, PRIORITY_MAX - 1 - error) << 16) | speed
+    index = np.arange(error.size, dtype=np.int64)
+    return ok.ravel(), (priority.ravel() << 32) | index
+
+
+def consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """(H, W) bool: where ``forward`` (frame 0 -> 1) and ``backward`` (1 -> 0), both (H, W, 2)
+    float32, agree (Sundaram et al.'s forward-backward check): the pixel is seen in both
+    frames and its motion is trustworthy."""
+    ys, xs = np.mgrid[0:forward.shape[0], 0:forward.shape[1]].astype(np.float32)
+    return _check(forward, backward, xs, ys)[0]
+
+
+def _check(forward: np.ndarray, backward: np.ndarray, xs: np.ndarray, ys: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(consistent (H, W) bool, squared round-trip error, squared forward length)."""
     fx, fy = forward[..., 0], forward[..., 1]
     back = cv2.remap(backward, xs + fx, ys + fy, cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REPLICATE)
@@ -114,12 +134,7 @@ def _rank(forward: np.ndarray, backward: np.ndarray, xs: np.ndarray,
     speed2 = fx * fx + fy * fy
     error2 = (fx + bx) ** 2 + (fy + by) ** 2
     ok = error2 < CONSISTENCY_RELATIVE * (speed2 + bx * bx + by * by) + CONSISTENCY_ABSOLUTE
-    error = np.minimum(np.sqrt(error2) * PRIORITY_SCALE, PRIORITY_MAX - 1).astype(np.int64)
-    speed = np.minimum(np.sqrt(speed2) * PRIORITY_SCALE, (1 << 16) - 1).astype(np.int64)
-    # Consistent pixels first, then the least inconsistent, then the fastest.
-    priority = (np.where(ok, PRIORITY_MAX, PRIORITY_MAX - 1 - error) << 16) | speed
-    index = np.arange(error.size, dtype=np.int64)
-    return ok.ravel(), (priority.ravel() << 32) | index
+    return ok, error2, speed2
 
 
 def _project(forward: np.ndarray, key: np.ndarray, ok: np.ndarray, t: float, xs: np.ndarray,

@@ -65,6 +65,11 @@ class MotionConfig:
     windows: tuple[int, ...] = (5, 7, 9, 11, 13)  # frames per exposure at 240 fps (GoPro: 7-13)
     duty_cycle: tuple[float, float] = (0.5, 1.0)  # share of the window the shutter is open (REDS: 0.8)
     frame_stride: int = 8  # source frames between neighbouring output frames (240 -> 30 fps)
+    # Neighbouring frames of video instead: the exposure as a share of the frame interval
+    # (shutter angle / 360 deg), drawn per sample; a video camera's exposure never outlasts its
+    # frame, and footage blurred enough to need us was shot with long ones (180-360 deg).
+    # None: frames frame_stride source frames apart, as the builder's pairs.
+    exposure_share: tuple[float, float] | None = None
     step_px: float = 0.7  # most any pixel moves between two rendered instants
 
     def __post_init__(self) -> None:
@@ -79,6 +84,8 @@ class MotionConfig:
                "windows must be odd frame counts >= 1")
         _check(0 < self.duty_cycle[0] <= self.duty_cycle[1] <= 1, "duty_cycle must be (min, max) in (0, 1]")
         _check(self.frame_stride >= 1 and self.step_px > 0, "frame_stride must be >= 1 and step_px > 0")
+        _check(self.exposure_share is None or 0 < self.exposure_share[0] <= self.exposure_share[1] <= 1,
+               "exposure_share must be (min, max) in (0, 1], or null")
         _check(self.zoom >= 0 and self.roll >= 0 and self.object_spin >= 0,
                "zoom, roll and object_spin must be >= 0")
 
@@ -176,7 +183,10 @@ def sample_motion(rng: np.random.Generator, config: MotionConfig, *, size: int,
     window = int(rng.choice(config.windows))
     duty = float(rng.uniform(*config.duty_cycle))
     open_time = duty * window  # frame times the shutter is open
-    centres = [float((f - in_frames // 2) * config.frame_stride) for f in range(in_frames)]
+    interval = float(config.frame_stride)
+    if config.exposure_share is not None and in_frames > 1:
+        interval = open_time / float(rng.uniform(*config.exposure_share))
+    centres = [(f - in_frames // 2) * interval for f in range(in_frames)]
     t_lo, t_hi = centres[0] - open_time / 2, centres[-1] + open_time / 2
     still = rng.random() < config.static_fraction
     length = 0.0 if still else _streak_length(rng, config)

@@ -127,7 +127,8 @@ def smoke(args: argparse.Namespace) -> dict:
     import torch
 
     from models.synthetic import SyntheticPairs
-    from models.train import load_config, train
+    from models.train import train
+    from models.train_config import load_config
 
     started = time.monotonic()
     report = {"environment": _environment(args.device)}
@@ -170,7 +171,8 @@ def train_mode(args: argparse.Namespace) -> dict:
     """Time-budgeted training, evaluation with baselines, export and a before/after sheet."""
     from models.evaluate import EvaluateConfig, draw_sheet, evaluate, write_json
     from models.synthetic import write_rendered_pairs
-    from models.train import load_config, train
+    from models.train import train
+    from models.train_config import load_config
 
     started = time.monotonic()
     run = args.work / "train_run"

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=raw,
     )
     train.add_argument("config", help="a shipped config's name (see below) or a YAML file "
-                       "(keys of models.train.TrainConfig)")
+                       "(keys of models.train_config.TrainConfig)")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, applied after the file")
     train.add_argument(
         "--init",
@@ -241,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from models.train import load_config, train
+    from models.train import train
+    from models.train_config import load_config
 
     overrides = list(args.overrides)
     if args.init:
@@ -315,7 +316,7 @@ def _run_render_pairs(args: argparse.Namespace) -> int:
     import dataclasses
 
     from models.synthetic import write_rendered_pairs
-    from models.train import load_config
+    from models.train_config import load_config
 
     config = load_config(args.config, ["out=unused", "synthetic.fraction=1", f"synthetic.photos=[{args.photos}]"])
     synthetic = config.synthetic

@@ -43,6 +43,7 @@ from models.data import load_pair, read_manifest, stack_frames, to_float, to_ten
 from models.registry import Generator
 from models.metrics import MAX_PSNR_DB, PSNR_DEFINITION, SSIM_DEFINITION, psnr, ssim
 from models.devices import pick_device
+from models.motion import MotionEstimator, add_motion, network_input
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +135,13 @@ class EvaluationReport:
 
 @torch.no_grad()
 def _restore(model: torch.nn.Module, frames: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """(in_frames*3, H, W) → restored (3, H, W) on the CPU, clamped to [0, 1]."""
-    return model(frames[None].to(device)).float().clamp(0.0, 1.0)[0].cpu()
+    """(in_frames*3, H, W) → restored (3, H, W) on the CPU, clamped to [0, 1], in fp32 (figures
+    that are the same on every machine); the flow to the neighbours is estimated from the
+    frames for generators that take it, as the pipeline does."""
+    sample = {"blurry": frames}
+    if getattr(model.config, "motion_channels", 0):
+        sample = add_motion(sample, MotionEstimator(model.config.in_frames))
+    return model(network_input(sample)[None].to(device)).float().clamp(0.0, 1.0)[0].cpu()
 
 
 def _mean(values: list[float]) -> float:

@@ -30,7 +30,7 @@ def _weights_file(checkpoint: Path, weights: str) -> Path:
     if not checkpoint.exists():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     # Imported here: train pulls in the data and loss code that exporting does not need.
-    from models.train import resolve_checkpoint
+    from models.run_folder import resolve_checkpoint
 
     return resolve_checkpoint(checkpoint) / f"{weights}.safetensors"
 

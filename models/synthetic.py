@@ -58,9 +58,12 @@ class SyntheticConfig:
     jpeg_quality: tuple[int, int] = (50, 95)  # JPEG quality range
     h264_crf: tuple[int, int] = (18, 32)  # H.264 CRF range
     motion: MotionConfig = field(default_factory=MotionConfig)  # the motion distributions
+    no_neighbours: float = 0.0  # video: share of samples whose neighbours are the frame itself, as at a clip's ends and at scene cuts
+    reuse: float = 1.0  # steps each rendered sample serves, in its 8 (16 for video) symmetric variants; 1: each once
+    pool: int = 64  # with reuse > 1: the newest rendered samples drawn from
 
     def __post_init__(self) -> None:
-        for name in ("fraction", "noise", "compression", "h264_share"):
+        for name in ("fraction", "noise", "compression", "h264_share", "no_neighbours"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"synthetic.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.fraction > 0 and not self.photos:
@@ -69,6 +72,8 @@ class SyntheticConfig:
             raise ValueError("synthetic.scales must be downscale factors >= 1")
         if self.val_samples < 0:
             raise ValueError("synthetic.val_samples must be >= 0")
+        if self.reuse < 1 or self.pool < 1:
+            raise ValueError("synthetic.reuse must be >= 1 and synthetic.pool >= 1")
 
 
 def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
@@ -215,7 +220,10 @@ class SyntheticPairs:
             else:
                 codec, quality = "jpeg", int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
         sharp_in = self.split != "val" and self.sharp_fraction > 0 and rng.random() < self.sharp_fraction
-        return SamplePlan(level, motion, to_photo, noise, noise_seed, codec, quality, sharp_in)
+        # Drawn last, and only for video, so single-frame samples stay what they were.
+        alone = (self.split != "val" and self.in_frames > 1 and cfg.no_neighbours > 0
+                 and rng.random() < cfg.no_neighbours)
+        return SamplePlan(level, motion, to_photo, noise, noise_seed, codec, quality, sharp_in, alone)
 
     def render(self, plan: SamplePlan) -> dict[str, Tensor]:
         """Render a plan: {"blurry": (in_frames*3, S, S), "sharp": (3, S, S)}, float in [0, 1]
@@ -232,6 +240,8 @@ class SyntheticPairs:
         sharp = _quantise(encode_srgb(sharp))
         if plan.sharp_input:
             blurry = sharp[None].expand(self.in_frames, -1, -1, -1)
+        elif plan.alone:
+            blurry = blurry[self.in_frames // 2][None].expand(self.in_frames, -1, -1, -1)
         return {"blurry": blurry.reshape(-1, size, size), "sharp": sharp}
 
     def sample(self, number: int) -> dict[str, Tensor]:
@@ -262,6 +272,7 @@ class SamplePlan:
     codec: str | None  # "jpeg", "h264" or None
     quality: int  # JPEG quality or H.264 CRF
     sharp_input: bool  # fed its own sharp target as input
+    alone: bool = False  # its neighbours are the centre frame itself (no neighbours)
 
 
 def _quantise(code: Tensor) -> Tensor:

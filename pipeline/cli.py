@@ -73,7 +73,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto",
                    help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
     g.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="auto = bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU")
+                   help="auto (default) = bf16 where the hardware runs it natively (GPUs with bf16; "
+                        "CPUs with AVX-512 BF16 or AMX, ~2x fp32 there), fp16 on older GPUs, "
+                        "fp32 on other CPUs; -v logs the choice and why")
     g.add_argument("--batch-size", type=_positive_or_zero, default=0,
                    help="frames per model call (default 0: from free GPU memory; 4 on CPU)")
     g.add_argument("--tile", type=_positive_or_zero, default=0,

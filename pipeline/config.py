@@ -45,7 +45,7 @@ class ProcessConfig:
 
     model: Path | None = None       # generator checkpoint; None = the shipped default model
     device: str = "auto"            # auto (CUDA if present), cpu, cuda, cuda:N
-    precision: str = "auto"         # auto (bf16/fp16 on GPU, fp32 on CPU), fp32, tf32, bf16, fp16
+    precision: str = "auto"         # auto (bf16 where native: GPU or AVX-512 BF16/AMX CPU; else fp16 GPU, fp32 CPU), fp32, tf32, bf16, fp16
     batch_size: int = 0             # frames per model call; 0 = from free GPU memory (4 on CPU)
     tile: int = 0                   # tile side in pixels for huge frames; 0 = whole frames
     tile_overlap: int = DEFAULT_TILE_OVERLAP  # pixels shared by neighbouring tiles, blended linearly

@@ -22,6 +22,8 @@ from torch import Tensor
 from models.registry import Generator
 from models.checkpoint import CheckpointError, load_generator
 from models.devices import pick_device
+from models.motion import MotionEstimator
+from models.precision import auto_precision
 from pipeline.config import DEFAULT_MODEL_PATH, DEFAULT_TILE_OVERLAP, PRECISIONS, ProcessConfig
 from pipeline.errors import PipelineError, RunFailedError
 from pipeline.tiling import run_tiled
@@ -43,14 +45,15 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """'auto' is bf16 on GPUs that support it, fp16 on older GPUs, fp32 on the CPU."""
+    """'auto' is what :func:`models.precision.auto_precision` picks for the device: bf16 where
+    the GPU or the CPU (AVX-512 BF16, AMX) runs it natively, fp16 on older GPUs, else fp32."""
     if name not in PRECISIONS:
         raise PipelineError(f"unknown precision {name!r} (choose from {', '.join(PRECISIONS)})")
     if name != "auto":
         return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    choice = auto_precision(device)
+    log.info("precision %s on %s: %s", choice.name, device, choice.reason)
+    return choice.name
 
 
 @dataclass
@@ -95,6 +98,9 @@ class Restorer:
         torch.backends.cuda.matmul.allow_tf32 = allow_tf32
         torch.backends.cudnn.allow_tf32 = allow_tf32
         self.in_frames = model.config.in_frames
+        # Video models that take the motion to their neighbours get it from the frames here.
+        self._motion = (MotionEstimator(self.in_frames)
+                        if getattr(model.config, "motion_channels", 0) else None)
         self.tile_overlap = tile_overlap
         self._requested_batch = batch_size
         self._plan: _Plan | None = None
@@ -211,8 +217,16 @@ class Restorer:
         else:
             frames = raw.float()
         frames = frames.permute(0, 3, 1, 2).div_(max_value)  # (M, 3, H, W) in [0, 1]
-        # Stack T consecutive frames on channels: (N, T*3, H, W), oldest first.
-        stacked = torch.cat([frames[t:t + size] for t in range(self.in_frames)], dim=1)
+        if self._motion is None:
+            # Stack T consecutive frames on channels: (N, T*3, H, W), oldest first.
+            stacked = torch.cat([frames[t:t + size] for t in range(self.in_frames)], dim=1)
+        else:
+            # The same, but neighbours from another shot are replaced by the frame itself, and
+            # the flow to each neighbour follows the frames: (N, T*3 + 2*(T-1), H, W).
+            order, motion = self._motion.windows(window, size)
+            picked = frames[torch.from_numpy(order).to(self.device).flatten()]  # (N*T, 3, H, W)
+            stacked = torch.cat([picked.reshape(size, -1, *frames.shape[-2:]),
+                                 torch.from_numpy(motion).to(self.device, non_blocking=True)], dim=1)
         if self.device.type == "cuda":
             stacked = stacked.contiguous(memory_format=torch.channels_last)
         with self._autocast():

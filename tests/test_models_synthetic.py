@@ -18,7 +18,9 @@ from dataset_builder.render import clip_motion, render_clip
 from dataset_builder.response import encode_srgb
 from models.metrics import psnr as tensor_psnr
 from models.synthetic import SyntheticConfig, SyntheticPairs, blur_lengths, render_motion
-from models.train import ConfigError, load_config, train
+from models.errors import ConfigError
+from models.train import train
+from models.train_config import load_config
 from tests.media import psnr
 
 CONFIGS = Path(__file__).resolve().parents[1] / "models" / "configs"

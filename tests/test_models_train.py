@@ -17,7 +17,9 @@ from models.checkpoint import CheckpointError
 from models.cli import main
 from models.data import DataError, PairsDataset
 from models.export import export, interpolate
-from models.train import ConfigError, TrainConfig, config_to_yaml, load_config, train
+from models.errors import ConfigError
+from models.train import train
+from models.train_config import TrainConfig, config_to_yaml, load_config
 from models.vgg import VGG19Features
 
 CONFIGS = Path(__file__).resolve().parents[1] / "models" / "configs"
