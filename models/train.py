@@ -184,14 +184,15 @@ class Trainer:
         workers, threads = cfg.synthetic_workers, cfg.threads
         if batches.synthetic is None:
             workers = 0
-        elif self.device.type == "cuda" and workers < 0:
+        elif workers < 0 and self.device.type == "cuda":
             workers = min(8, max(1, cores - 2))
-        elif workers < 0 or threads is None:
+        elif workers < 0:
             render_s, step_s = self._time_one_core()
-            auto_workers, auto_threads = split_cores(render_s, step_s, cores)
             logger.info("one core: %.2f s to make a step's samples, %.2f s for a step", render_s, step_s)
-            workers = auto_workers if workers < 0 else workers
-            threads = threads or (auto_threads if cfg.synthetic_workers < 0 else max(1, cores - workers))
+            workers, auto_threads = split_cores(render_s, step_s, cores)
+            threads = threads or auto_threads
+        if threads is None and self.device.type == "cpu" and workers:
+            threads = max(1, cores - workers)  # the cores the render workers leave
         if threads:
             torch.set_num_threads(threads)
         batches.render_workers = workers

@@ -150,6 +150,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} does not fit {_type_name(tp)}")
     if origin is Literal:
+        if isinstance(value, bool) and ("off" if value is False else "on") in args:
+            value = "on" if value else "off"  # YAML 1.1 reads a bare off / on as a bool
         if value not in args:
             raise ConfigError(f"{where} must be one of {', '.join(map(str, args))}; got {value!r}")
         return value

@@ -16,6 +16,7 @@ from dataset_builder.config import BuildConfig, RenderConfig
 from dataset_builder.motion import MotionConfig, camera_motion, sample_motion
 from dataset_builder.render import clip_motion, render_clip
 from dataset_builder.response import encode_srgb
+from models.checkpoint import load_generator
 from models.metrics import psnr as tensor_psnr
 from models.synthetic import SyntheticConfig, SyntheticPairs, blur_lengths, render_motion
 from models.errors import ConfigError
@@ -177,3 +178,50 @@ def test_render_pairs_writes_pairs_that_evaluate_reads(tmp_path, photos, identit
                       progress=False)
     assert len(report.results) == 5
     assert all(abs(r.gain) < 1e-6 for r in report.results)  # the identity changes nothing
+
+
+VIDEO_NET = "generator={num_feat: 8, num_block: 1, num_grow_ch: 4, downscale: 2, in_frames: 3, motion: flow}"
+
+
+def _video_run(tmp_path: Path, photos: Path, name: str, *extra: str):
+    overrides = [f"out={tmp_path}/{name}", "synthetic.fraction=1", f"synthetic.photos=[{photos}]",
+                 "synthetic.val_photos=[gamma]", "synthetic.val_samples=2", "val_crop=48",
+                 "crop_size=48", "batch_size=4", "val_every=1000", "log_every=2",
+                 "synthetic.reuse=2", "synthetic.pool=8", "synthetic.no_neighbours=0.25",
+                 "synthetic.motion.exposure_share=[0.4,1.0]", "threads=1", VIDEO_NET, *extra]
+    return load_config(CONFIGS / "tiny.yaml", overrides)
+
+
+def _weights(result) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(result.checkpoint / "generator.safetensors"))
+
+
+def test_video_training_with_reuse_is_the_same_run_resumed_or_on_another_worker_count(tmp_path, photos):
+    """Rendered samples reused from a pool (in symmetric variants) with their flow: a run
+    resumed half-way, or rendered by a worker process, trains the very same weights."""
+    whole = train(_video_run(tmp_path, photos, "whole", "steps=8", "synthetic_workers=0"), progress=False)
+    assert whole.step == 8 and all(np.isfinite(loss) for _, loss in whole.losses)
+    assert train(_video_run(tmp_path, photos, "split", "steps=5", "synthetic_workers=0"), progress=False).step == 5
+    resumed = train(_video_run(tmp_path, photos, "split", "steps=8", "synthetic_workers=0"), resume=True,
+                    progress=False)
+    worker = train(_video_run(tmp_path, photos, "worker", "steps=8", "synthetic_workers=1"), progress=False)
+    a = _weights(whole)
+    for other in (resumed, worker):
+        b = _weights(other)
+        assert all(torch.equal(a[key], b[key]) for key in a), other.run_dir
+    assert load_generator(whole.model_path).config.motion == "flow"
+
+
+@pytest.mark.parametrize("render, step, cores, expected", [
+    (0.16, 0.24, 2, (1, 1)),    # this VM: one core renders while the other trains
+    (0.05, 1.0, 2, (1, 1)),     # rendering is cheap, but the step must not render itself
+    (0.16, 0.24, 1, (0, 1)),    # one core: the step renders its own samples
+    (0.2, 0.8, 16, (3, 13)),    # shared in proportion to the work
+    (1.0, 0.2, 32, (8, 24)),    # at most 8 render workers
+])
+def test_cores_are_shared_between_rendering_and_the_network_by_their_cost(render, step, cores, expected):
+    from models.training_data import split_cores
+
+    assert split_cores(render, step, cores) == expected

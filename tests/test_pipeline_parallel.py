@@ -83,10 +83,11 @@ def stream_properties(path: Path) -> tuple:
     return reader.display_matrix, reader.colour
 
 
-def neighbour_model() -> RRDBNet:
-    """A 3-frame model whose output depends on both neighbours (random, fixed weights)."""
+def neighbour_model(motion: str = "none") -> RRDBNet:
+    """A 3-frame model whose output depends on both neighbours (random, fixed weights), and
+    with ``motion`` on the flow to them too."""
     torch.manual_seed(0)
-    model = RRDBNet(num_feat=4, num_block=1, num_grow_ch=4, downscale=4, in_frames=3)
+    model = RRDBNet(num_feat=4, num_block=1, num_grow_ch=4, downscale=4, in_frames=3, motion=motion)
     return model.eval()
 
 
@@ -137,9 +138,11 @@ def test_segment_that_disagrees_with_its_packets_is_refused(media):
         list(segment_items(FrameReader(media["mp4"]), wrong, 0))
 
 
-def test_segments_with_neighbours_stitch_to_the_single_pass_bit_for_bit(media, tmp_path):
-    """A 3-frame model sees the right neighbours across every join (no Ray involved)."""
-    model = neighbour_model()
+@pytest.mark.parametrize("motion", ["none", "aligned+flow"])
+def test_segments_with_neighbours_stitch_to_the_single_pass_bit_for_bit(media, tmp_path, motion):
+    """A 3-frame model sees the right neighbours (and the flow to them) across every join
+    (no Ray involved)."""
+    model = neighbour_model(motion)
     config = ProcessConfig(progress=False, batch_size=1, encoder=LOSSLESS)
     single = process_video(media["mp4"], tmp_path / "single.mp4", config=config, model=model)
     restorer = Restorer(model, device=torch.device("cpu"), batch_size=1)
