@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from models.registry import Generator
-from pipeline.config import DEFAULT_MODEL_PATH, ProcessConfig
+from pipeline.config import ProcessConfig, default_model_path
 from pipeline.resume import model_fingerprint, output_settings
 
 # Bytes read at a time when hashing a checkpoint file.
@@ -36,12 +36,14 @@ def _model_hash(path: Path | None, model: Generator | None) -> str:
     if model is not None:
         return model_fingerprint(model)[:16]
     digest = hashlib.sha256()
-    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
-    if not path.is_file():
-        return f"missing:{path}"  # loading it fails later, with a clear error
-    with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
+    # The shipped models: the video one for videos and frame folders, the image one for images.
+    paths = [Path(path)] if path is not None else sorted({default_model_path(video=v) for v in (True, False)})
+    for path in paths:
+        if not path.is_file():
+            return f"missing:{path}"  # loading it fails later, with a clear error
+        with path.open("rb") as f:
+            while chunk := f.read(HASH_CHUNK):
+                digest.update(chunk)
     return digest.hexdigest()[:16]
 
 

@@ -10,8 +10,19 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 
-# The model that ships inside the repository, used when no --model is given.
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "weights" / "default.safetensors"
+# The models that ship inside the repository, used when no --model is given: the video model
+# (it sees each frame's neighbours and the motion to them) for videos and numbered frames, the
+# single-frame model for lone images (and for videos where no video model ships).
+WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "weights"
+DEFAULT_MODEL_PATH = WEIGHTS / "default.safetensors"
+DEFAULT_VIDEO_MODEL_PATH = WEIGHTS / "video.safetensors"
+
+
+def default_model_path(*, video: bool) -> Path:
+    """The shipped model for a video (or a sequence of frames), or for a lone image."""
+    if video and DEFAULT_VIDEO_MODEL_PATH.exists():
+        return DEFAULT_VIDEO_MODEL_PATH
+    return DEFAULT_MODEL_PATH
 # --precision's choices; the restorer resolves "auto" for the device it runs on.
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 HWDEC_CHOICES = ("none", "auto", "cuda")
@@ -43,7 +54,7 @@ class EncoderSettings:
 class ProcessConfig:
     """How to deblur one video."""
 
-    model: Path | None = None       # generator checkpoint; None = the shipped default model
+    model: Path | None = None       # generator checkpoint; None = the shipped model (video / image)
     device: str = "auto"            # auto (CUDA if present), cpu, cuda, cuda:N
     precision: str = "auto"         # auto (bf16 where native: GPU or AVX-512 BF16/AMX CPU; else fp16 GPU, fp32 CPU), fp32, tf32, bf16, fp16
     batch_size: int = 0             # frames per model call; 0 = from free GPU memory (4 on CPU)

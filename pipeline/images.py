@@ -238,7 +238,8 @@ def process_images(input_path: str | os.PathLike, output: str | os.PathLike | No
     if not folder:
         check_image_output(output)
     check_output(input_path, output, config.overwrite, allow_folder=folder)
-    restorer = make_restorer(config, model)
+    # A folder of numbered frames is a sequence: the video model sees each frame's neighbours.
+    restorer = make_restorer(config, model, video=folder)
     partial = partial_path(output)
     started = time.perf_counter()
     progress = tqdm(total=len(sources), unit="image", desc=input_path.name,

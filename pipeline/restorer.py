@@ -24,7 +24,7 @@ from models.checkpoint import CheckpointError, load_generator
 from models.devices import pick_device
 from models.motion import MotionEstimator
 from models.precision import auto_precision
-from pipeline.config import DEFAULT_MODEL_PATH, DEFAULT_TILE_OVERLAP, PRECISIONS, ProcessConfig
+from pipeline.config import DEFAULT_TILE_OVERLAP, PRECISIONS, ProcessConfig, default_model_path
 from pipeline.errors import PipelineError, RunFailedError
 from pipeline.tiling import run_tiled
 
@@ -248,10 +248,11 @@ class Restorer:
         return out
 
 
-def load_model(path: Path | None) -> Generator:
-    """The generator from ``path``, or the default model shipped in the repository."""
+def load_model(path: Path | None, *, video: bool = True) -> Generator:
+    """The generator from ``path``, or the model shipped in the repository for a video (or
+    sequence of frames) or for a lone image (:func:`pipeline.config.default_model_path`)."""
     if path is None:
-        path = DEFAULT_MODEL_PATH
+        path = default_model_path(video=video)
         if not path.exists():
             raise PipelineError(f"the default model {path} is missing from this checkout; "
                                 f"pass --model FILE")
@@ -262,12 +263,13 @@ def load_model(path: Path | None) -> Generator:
 
 
 def make_restorer(config: ProcessConfig, model: Generator | None = None, *,
-                  device: torch.device | None = None) -> Restorer:
-    """The Restorer a run uses: ``model`` or ``config.model`` (None = the default model), on
-    ``device`` (default: ``config.device``) with the config's precision, batching, tiling,
-    compilation, CPU threads and strength. The one place a ProcessConfig becomes a Restorer,
-    so one process and every Ray worker run the model the same way."""
-    return Restorer(model if model is not None else load_model(config.model),
+                  device: torch.device | None = None, video: bool = True) -> Restorer:
+    """The Restorer a run uses: ``model`` or ``config.model`` (None = the shipped model for a
+    video, or with ``video=False`` for a lone image), on ``device`` (default: ``config.device``)
+    with the config's precision, batching, tiling, compilation, CPU threads and strength. The
+    one place a ProcessConfig becomes a Restorer, so one process and every Ray worker run the
+    model the same way."""
+    return Restorer(model if model is not None else load_model(config.model, video=video),
                     device=device if device is not None else resolve_device(config.device),
                     precision=config.precision, batch_size=config.batch_size, tile=config.tile,
                     tile_overlap=config.tile_overlap, compile=config.compile,

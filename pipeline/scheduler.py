@@ -17,13 +17,13 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import ray
 from tqdm import tqdm
 
 from pipeline.cluster import WORKER_DIED, ParallelConfig
-from pipeline.config import EncoderSettings
+from pipeline.config import EncoderSettings, ProcessConfig
 from pipeline.errors import PipelineError, RunFailedError
 from pipeline.outputs import check_output, remove_dead_leftovers, segments_folder
 from pipeline.resume import ResumeFolder, run_key
@@ -42,13 +42,23 @@ from pipeline.worker import KILL_WORKER_ONCE_ENV
 from unsmear.errors import one_line
 from unsmear.files import replaced_when_done
 
-if TYPE_CHECKING:
-    from pipeline.parallel import WorkerPool
-
 log = logging.getLogger(__name__)
 
 # How often the driver refreshes the progress bar while waiting on workers (seconds).
 PROGRESS_POLL_S = 0.5
+
+
+class SegmentPool(Protocol):
+    """What the loop needs of the worker pool it schedules on (``pipeline.parallel.WorkerPool``,
+    which imports this module: the loop depends on this description, not on the pool)."""
+
+    config: ProcessConfig           # settings every segment is restored with
+    parallel: ParallelConfig        # workers, segments per worker, retries
+    context: int                    # neighbours the model needs on each side of a frame
+    model_key: str                  # names the resume folders of its videos
+    device_kind: str                # "cuda" or "cpu": part of the resume key
+    model_ref: Any                  # the model in Ray's object store, or None (workers load it)
+    progress_board: Any             # the Ray actor counting restored frames
 
 
 @dataclass(frozen=True)
@@ -123,7 +133,7 @@ def _segment_count(frames: int, workers: int, parallel: ParallelConfig,
 class Run:
     """One pass of the scheduling loop over a stream of videos."""
 
-    def __init__(self, pool: WorkerPool, actors: list, requests: Iterator[VideoRequest],
+    def __init__(self, pool: SegmentPool, actors: list, requests: Iterator[VideoRequest],
                  on_outcome: Callable[[VideoOutcome], None] | None, stop_on_failure: bool,
                  progress: bool, description: str) -> None:
         self.pool = pool

@@ -209,3 +209,63 @@ def test_cli_evaluate_user_errors_are_one_line(tmp_path, capsys):
     assert main(["evaluate", "--model", str(tmp_path / "three.safetensors"), str(pairs), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "has 1 blurred frame(s) but the model takes 3" in err
+
+
+# --------------------------------------------------------------------------- temporal consistency
+
+
+def _panning_pairs(root: Path, count: int = 4, speed: int = 3) -> Path:
+    """Consecutive pairs of one source (sharp frames a stride apart), a scene panning right."""
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    canvas = cv2.GaussianBlur(rng.random((64, 160, 3)).astype(np.float32), (0, 0), 1.2)
+    canvas = (canvas - canvas.min()) / (canvas.max() - canvas.min())
+
+    def view(shift: float) -> np.ndarray:
+        return cv2.warpAffine(canvas, np.float32([[1, 0, shift], [0, 1, 0]]), (96, 64),
+                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+    lines = []
+    for i in range(count):
+        centre = 5 * i  # px the scene moves between consecutive frames
+        sharp = view(centre)
+        blurry = np.mean([view(centre + s) for s in np.linspace(-speed, speed, 9)], axis=0)
+        for name, image in ((f"{i}_sharp.png", sharp), (f"{i}_blurry.png", blurry)):
+            cv2.imwrite(str(root / name), np.round(image[:, :, ::-1] * 255).astype(np.uint8))
+        lines.append(json.dumps({"split": "val", "source": "pan", "index": i, "sharp": f"{i}_sharp.png",
+                                 "blurry": f"{i}_blurry.png", "blurry_frames": [f"{i}_blurry.png"],
+                                 "sharp_frame": 8 * i, "stride": 8, "static": False, "bit_depth": 8}))
+    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+class _Flicker(torch.nn.Module):
+    """The identity plus a brightness that changes on every call: a restoration that flickers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = RRDBNet(num_feat=4, num_block=1, num_grow_ch=4).config
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return x[:, :3] + (0.04 if self.calls % 2 else -0.04)
+
+
+def test_evaluate_reports_the_warping_error_of_output_input_and_sharp_frames(tmp_path, identity_model_file,
+                                                                             monkeypatch):
+    pairs = _panning_pairs(tmp_path / "pairs")
+    steady = evaluate(EvaluateConfig(model=identity_model_file, pairs=str(pairs), baselines=False,
+                                     sharp_check=False), progress=False)
+    t = steady.temporal
+    assert t["pairs"] == 3 and 0 < t["input"] < t["sharp"]  # blur smooths away what flow can't match
+    # The identity model returns its input (up to 8-bit rounding of the input): as steady as it.
+    assert t["output"] == pytest.approx(t["input"], rel=0.05)
+    assert "temporal consistency (3 consecutive pairs)" in format_table(steady)
+
+    import models.evaluate
+    monkeypatch.setattr(models.evaluate, "load_generator", lambda *a, **k: _Flicker())
+    flicker = evaluate(EvaluateConfig(model=identity_model_file, pairs=str(pairs), baselines=False,
+                                      sharp_check=False), progress=False)
+    assert flicker.temporal["output"] > 5 * flicker.temporal["input"]
+    assert "flickers more than the input" in format_table(flicker)
