@@ -100,13 +100,14 @@ def render_motion(photo: Tensor, motion: Motion, size: int | tuple[int, int],
     device = photo.device
     height, width = photo.shape[-2:]
 
+    # Photo pixel -> grid_sample's coordinates; align_corners=True: -1 and 1 are the centres
+    # of the first and last pixels, the convention of cv2.warpAffine that the builder uses.
+    to_unit = np.array([[2 / (width - 1), 0.0, -1.0], [0.0, 2 / (height - 1), -1.0]])
+
     def sample(matrices: np.ndarray, box: tuple[int, int, int, int]) -> Tensor:
         """Photo sampled through (T, 2, 3) output -> photo maps over ``box``: (3, T, h, w)."""
         x0, y0, x1, y1 = box
-        xy = _map(matrices, box, device)  # (T, 2, h, w) photo pixels
-        # align_corners=True: -1 and 1 are the centres of the first and last pixels,
-        # the convention of cv2.warpAffine that the builder's renderer uses.
-        grid = torch.stack([xy[:, 0] * (2 / (width - 1)) - 1, xy[:, 1] * (2 / (height - 1)) - 1], dim=-1)
+        grid = _map(compose(to_unit, matrices), box, device)  # (T, h, w, 2)
         grid = grid.reshape(1, -1, x1 - x0, 2)  # all instants in one call: (1, T*h, w, 2)
         out = F.grid_sample(photo[None], grid, mode="bilinear", padding_mode="reflection", align_corners=True)
         return out.reshape(3, len(matrices), y1 - y0, x1 - x0)
@@ -122,20 +123,21 @@ def render_motion(photo: Tensor, motion: Motion, size: int | tuple[int, int],
         region = frames[:, :, y0:y1, x0:x1]
         frames[:, :, y0:y1, x0:x1] = torch.lerp(region, texture, _blob_alpha(obj, box, device))
     weights = torch.as_tensor(motion.weights, dtype=torch.float32, device=device)
-    blurred = torch.einsum("ft,ctij->fcij", weights, frames)
+    # (F, T) @ (3, T, h*w): the instants summed in place, without a permuted copy of frames.
+    blurred = (weights @ frames.flatten(2)).transpose(0, 1).reshape(-1, 3, out_h, out_w)
     return blurred, frames[:, motion.sharp_index]
 
 
 def _map(matrices: np.ndarray, box: tuple[int, int, int, int], device: torch.device) -> Tensor:
-    """The pixels of ``box`` (x0, y0, x1, y1) through (T, 2, 3) maps: (T, 2, h, w)."""
+    """The pixels of ``box`` (x0, y0, x1, y1) through (T, 2, 3) maps: (T, h, w, 2), (x, y) last."""
     x0, y0, x1, y1 = box
     m = torch.as_tensor(matrices, dtype=torch.float32, device=device)
     xs = torch.arange(x0, x1, device=device, dtype=torch.float32)
     ys = torch.arange(y0, y1, device=device, dtype=torch.float32)
-    # x' = a x + b y + c, separably: one outer sum per coordinate.
-    out_x = m[:, 0, 0, None, None] * xs + m[:, 0, 1, None, None] * ys[:, None] + m[:, 0, 2, None, None]
-    out_y = m[:, 1, 0, None, None] * xs + m[:, 1, 1, None, None] * ys[:, None] + m[:, 1, 2, None, None]
-    return torch.stack([out_x, out_y], dim=1)
+    # x' = a x + b y + c separably: a (T, 2, w) term plus a (T, 2, h) one, broadcast once.
+    along_x = m[:, :, 0, None] * xs                                   # (T, 2, w)
+    along_y = m[:, :, 1, None] * ys + m[:, :, 2, None]                # (T, 2, h)
+    return along_x.transpose(1, 2)[:, None] + along_y.transpose(1, 2)[:, :, None]
 
 
 def _object_box(obj, width: int, height: int) -> tuple[int, int, int, int] | None:  # noqa: ANN001
@@ -152,12 +154,15 @@ def _object_box(obj, width: int, height: int) -> tuple[int, int, int, int] | Non
 def _blob_alpha(obj, box: tuple[int, int, int, int], device: torch.device) -> Tensor:  # noqa: ANN001
     """Coverage (1, T, h, w) of a soft-edged blob over ``box``, anti-aliased over one pixel."""
     local = _map(obj.matrices, box, device)
-    u, v = local[:, 0], local[:, 1]
+    u, v = local[..., 0], local[..., 1]
     r = torch.sqrt(u * u + v * v)
-    phi = torch.atan2(v, u)
+    # cos(k phi + p) = Re(e^{ip} z^k) with z = (u + iv) / r: powers of z, no atan2.
+    cos1, sin1 = u / r.clamp_min(1e-6), v / r.clamp_min(1e-6)
+    cos_k, sin_k = cos1, sin1
     shape = torch.ones_like(r)
-    for k, (amplitude, phase) in enumerate(obj.harmonics, start=2):
-        shape = shape + float(amplitude) * torch.cos(k * phi + float(phase))
+    for amplitude, phase in obj.harmonics:
+        cos_k, sin_k = cos_k * cos1 - sin_k * sin1, sin_k * cos1 + cos_k * sin1
+        shape += float(amplitude) * (cos_k * float(np.cos(phase)) - sin_k * float(np.sin(phase)))
     edge = obj.radius * shape / (1 + float(np.sum(obj.harmonics[:, 0])))
     return (edge - r + 0.5).clamp(0, 1)[None]
 

@@ -129,7 +129,8 @@ class Trainer:
         self.progress = progress
         self.device = pick_device(config.device)
         self.amp_dtype = _amp_dtype(config, self.device)
-        self.channels_last = self.device.type == "cuda"
+        # NHWC: cuDNN's fast layout, and oneDNN's too (bf16 step 0.30 -> 0.22 s on one core).
+        self.channels_last = True
         self.run_dir = Path(config.out)
         self.step = 0
         if self.device.type == "cuda":
@@ -435,6 +436,7 @@ class Trainer:
         step_fn = self.gan_step if cfg.stage == "gan" else self.psnr_step
         sums: dict[str, float] = {}
         count, losses, validation, start = 0, [], {}, time.monotonic()
+        start_cpu = self.batches.cpu_seconds()
         postfix: dict[str, str] = {}
         checkpoint = None
         bar = tqdm(total=cfg.steps, initial=self.step, file=sys.stderr, disable=not self.progress,
@@ -461,7 +463,8 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     means = {k: v / count for k, v in sums.items()}
                     lr_g = self.opt_g.param_groups[0]["lr"]
-                    log.write(self.step, {"time_s": time.monotonic() - start, "lr_g": lr_g, **means})
+                    log.write(self.step, {"time_s": time.monotonic() - start,
+                                          "cpu_s": self.batches.cpu_seconds() - start_cpu, "lr_g": lr_g, **means})
                     losses.append((self.step, means["loss_g"]))
                     postfix["loss"] = f"{means['loss_g']:.4g}"
                     bar.set_postfix(postfix)

@@ -90,9 +90,10 @@ class Restorer:
         self.precision = resolve_precision(precision, device)
         if device.type == "cpu" and cpu_threads:
             torch.set_num_threads(cpu_threads)
-        self.model = model.eval().requires_grad_(False).to(device)
+        # NHWC is the fast layout of cuDNN and of oneDNN alike (CPU, 640x360, 2 threads:
+        # fp32 4.7 -> 7.4 frames/s, bf16 7.8 -> 17.8; docs/benchmarks.md).
+        self.model = model.eval().requires_grad_(False).to(device, memory_format=torch.channels_last)
         if device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
         allow_tf32 = self.precision == "tf32"
         torch.backends.cuda.matmul.allow_tf32 = allow_tf32
@@ -227,8 +228,7 @@ class Restorer:
             picked = frames[torch.from_numpy(order).to(self.device).flatten()]  # (N*T, 3, H, W)
             stacked = torch.cat([picked.reshape(size, -1, *frames.shape[-2:]),
                                  torch.from_numpy(motion).to(self.device, non_blocking=True)], dim=1)
-        if self.device.type == "cuda":
-            stacked = stacked.contiguous(memory_format=torch.channels_last)
+        stacked = stacked.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             if self._plan.tile:
                 restored = run_tiled(self.model, stacked, tile=self._plan.tile,
