@@ -46,10 +46,11 @@ def bare_step(config_name: str, precision: str, threads: int, steps: int) -> dic
     config = load_config(config_name, ["out=unused", "synthetic.fraction=0", "data=unused"])
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = RRDBNet(config.generator).train()
+    # The layout models train uses (NHWC: oneDNN's fast one).
+    model = RRDBNet(config.generator).train().to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(model.parameters(), lr=2e-4)
     n, size = config.batch_size, config.crop_size
-    inputs = torch.rand(n, config.generator.in_channels, size, size)
+    inputs = torch.rand(n, config.generator.in_channels, size, size).contiguous(memory_format=torch.channels_last)
     target = torch.rand(n, 3, size, size)
     dtype = torch.bfloat16 if precision == "bf16" else None
     times, cpu = [], []
