@@ -41,7 +41,7 @@ from pipeline.video_reader import VideoInfo, probe
 from pipeline.video_writer import choose_codec, choose_pix_fmt
 from pipeline.worker import KILL_WORKER_ONCE_ENV
 from unsmear.errors import one_line
-from unsmear.files import replaced_when_done
+from unsmear.files import ReplaceError, replace, replaced_when_done
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +376,7 @@ class Run:
         stitching = time.perf_counter()
         try:
             if len(results) == 1:  # written whole, other streams included: nothing to join
-                os.replace(results[0].path, output)
+                replace(results[0].path, output)
             else:
                 video.straight.check(results)
                 with replaced_when_done(output) as partial:
@@ -384,7 +384,7 @@ class Run:
         except SegmentMismatch as exc:
             self._one_segment(video, exc)
             return
-        except PipelineError as exc:
+        except (PipelineError, ReplaceError) as exc:
             video.failed = True
             self._close_video(video)
             self._record(VideoOutcome(input=video.request.input, output=output, status="failed",
