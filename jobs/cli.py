@@ -12,6 +12,7 @@ from jobs.errors import JobError
 from pipeline.cli import add_model_arguments, add_ray_arguments, positive_int, process_config
 from pipeline.errors import PipelineError, RunFailedError
 from unsmear.cli_conventions import EXIT_FAILED, Parser, add_output_options, add_version, program, run
+from unsmear.files import ReplaceError
 
 DESCRIPTION = """\
 Run unsmear over whole folders on a pool of Ray workers: locally (a private Ray instance is
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "build-pairs":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return run(lambda: _run(args, extra), verbose=args.verbose,
-               user_errors=(JobError, PipelineError), failures=(RunFailedError,),
+               user_errors=(JobError, PipelineError), failures=(RunFailedError, ReplaceError),
                interrupted="interrupted: run the same command again to finish the job")
 
 

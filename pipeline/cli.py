@@ -8,6 +8,7 @@ from pathlib import Path
 from pipeline.config import PRECISIONS, EncoderSettings, ProcessConfig
 from pipeline.errors import PipelineError, RunFailedError
 from unsmear.cli_conventions import Parser, add_output_options, add_version, program, run
+from unsmear.files import ReplaceError
 from unsmear.media import is_image_name
 
 DESCRIPTION = """\
@@ -175,7 +176,7 @@ def process_config(args: argparse.Namespace, **overrides) -> ProcessConfig:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return run(lambda: _process(args), verbose=args.verbose, user_errors=(PipelineError,),
-               failures=(RunFailedError,), interrupted="interrupted; no output written")
+               failures=(RunFailedError, ReplaceError), interrupted="interrupted; no output written")
 
 
 def _process(args: argparse.Namespace) -> int:

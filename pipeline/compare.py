@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from pipeline.config import EncoderSettings
 from pipeline.errors import PipelineError
 from pipeline.video_reader import VideoInfo
 from pipeline.video_writer import VideoWriter
-from unsmear.files import partial_path
+from unsmear.files import partial_path, replace
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 GRID_FRAMES = 3
@@ -160,7 +159,7 @@ class Comparison:
             grid = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in self._rows])
             if not cv2.imwrite(str(self._partial), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
                 raise PipelineError(f"{self.path}: could not write the comparison image")
-        os.replace(self._partial, self.path)
+        replace(self._partial, self.path)
         return self.path
 
     def abort(self) -> None:

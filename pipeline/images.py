@@ -34,7 +34,7 @@ from pipeline.outputs import check_output
 from pipeline.process import ProcessResult
 from pipeline.restorer import make_restorer
 from pipeline.stages import edge_padded, padded_windows
-from unsmear.files import partial_path
+from unsmear.files import partial_path, replace
 
 log = logging.getLogger(__name__)
 
@@ -311,10 +311,10 @@ def _move_into_place(partial: Path, output: Path, overwrite: bool) -> None:
     ``overwrite``) the frames are moved one by one, each replacing its namesake, and the
     folder's other files are left alone."""
     if not (partial.is_dir() and output.is_dir()):
-        os.replace(partial, output)
+        replace(partial, output)
         return
     if not overwrite:  # checked before the run; someone made it since
         raise PipelineError(f"{output}: already exists (pass --overwrite to replace it)")
     for frame in sorted(partial.iterdir()):
-        os.replace(frame, output / frame.name)
+        replace(frame, output / frame.name)
     partial.rmdir()

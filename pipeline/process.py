@@ -30,6 +30,7 @@ from pipeline.resume import ResumeFolder, model_fingerprint, run_key
 from pipeline.segments import (
     SegmentMismatch,
     SegmentTask,
+    StraightDecode,
     plan_segments,
     restore_segment,
     scan_keyframes,
@@ -158,6 +159,7 @@ def _run_in_segments(input_path: Path, info: VideoInfo, restorer: Restorer, part
     progress = tqdm(total=scan.frames, unit="frame", desc=info.path.name,
                     initial=sum(r.frames for r in results.values()),
                     disable=not config.progress, file=sys.stderr, dynamic_ncols=True)
+    straight = StraightDecode(input_path, config)
     try:
         for segment in segments:
             if segment.index in results:
@@ -169,7 +171,9 @@ def _run_in_segments(input_path: Path, info: VideoInfo, restorer: Restorer, part
                                      on_progress=lambda done: progress.update(before + done - progress.n))
             folder.record(result)
             results[segment.index] = result
-        joined = stitch([results[s.index] for s in segments], info, partial, output_name=output)
+        ordered = [results[s.index] for s in segments]
+        straight.check(ordered)
+        joined = stitch(ordered, info, partial, output_name=output)
     except SegmentMismatch as exc:
         log.warning("%s; processing this video in one pass instead", exc)
         folder.remove()
@@ -178,6 +182,7 @@ def _run_in_segments(input_path: Path, info: VideoInfo, restorer: Restorer, part
         folder.remove()  # an error: the next run needs other input or settings
         raise
     finally:
+        straight.stop()
         progress.close()
     folder.remove()
     return joined, results[0].codec

@@ -139,7 +139,7 @@ class ResumeFolder:
             size = data.pop("size")
             data["path"] = self.path / data["path"]
             result = SegmentResult(**data)
-            if result.path.stat().st_size == size:
+            if result.path.stat().st_size == size and len(result.digests) == result.frames:
                 return result
         except (OSError, ValueError, KeyError, TypeError):
             pass

@@ -32,6 +32,7 @@ from pipeline.segments import (
     SegmentMismatch,
     SegmentResult,
     SegmentTask,
+    StraightDecode,
     plan_segments,
     scan_keyframes,
 )
@@ -40,7 +41,7 @@ from pipeline.video_reader import VideoInfo, probe
 from pipeline.video_writer import choose_codec, choose_pix_fmt
 from pipeline.worker import KILL_WORKER_ONCE_ENV
 from unsmear.errors import one_line
-from unsmear.files import replaced_when_done
+from unsmear.files import ReplaceError, replace, replaced_when_done
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Video:
     segments: list[Segment]
     workdir: Path                   # hidden folder beside the output, for its segment files
     resume: ResumeFolder | None = None  # the workdir when it keeps finished segments for a rerun
+    straight: StraightDecode | None = None  # what its segments' frames must be, when split
     plan_seconds: float = 0.0       # time spent planning it
     generation: int = 0             # bumped when re-planned: older segments' results are stale
     results: dict[int, SegmentResult] = field(default_factory=dict)
@@ -176,6 +178,8 @@ class Run:
             self.bar.close()
             self.pool.progress_board.forget.remote((self.run_id,))
             for video in list(self.videos.values()):
+                if video.straight is not None:
+                    video.straight.stop()
                 if video.resume is None:  # an interrupted run keeps its finished segments
                     shutil.rmtree(video.workdir, ignore_errors=True)
         return self.outcomes
@@ -235,25 +239,28 @@ class Run:
             count = 1
         segments = plan_segments(scan, count, context=pool.context)
         remove_dead_leftovers(output)
-        resume, finished = None, {}
+        resume, finished, straight = None, {}, None
         if len(segments) > 1:
             config = dataclasses.replace(pool.config, encoder=encoder)
             resume = ResumeFolder(output, run_key(input_path, output, pool.model_key, config,
                                                   segments, pool.device_kind))
             finished = resume.open()
             workdir = resume.path
+            straight = StraightDecode(input_path, pool.config)
         else:
             workdir = segments_folder(output)
             workdir.mkdir()
         try:
             check_copyable(info, output, workdir)
         except BaseException:
+            if straight is not None:
+                straight.stop()
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         video = Video(request=dataclasses.replace(request, input=input_path, output=output,
                                                    encoder=encoder),
                       key=self.next_key, info=info, segments=segments, workdir=workdir,
-                      resume=resume, results=finished,
+                      resume=resume, straight=straight, results=finished,
                       plan_seconds=time.perf_counter() - planning)
         self.next_key += 1
         log.info("%s: %d frames in %d segment(s)", input_path, scan.frames, len(segments))
@@ -334,17 +341,24 @@ class Run:
 
     def _segment_failed(self, video: Video, segment: Segment, error: BaseException) -> None:
         if isinstance(error, SegmentMismatch) and len(video.segments) > 1:
-            log.warning("%s; processing this video as one segment instead", error)
-            self.pool.progress_board.forget.remote((self.run_id, video.key, video.generation))
-            video.generation += 1
-            video.results.clear()
-            video.attempts.clear()
-            video.segments = [Segment(index=0, start_pts=None, end_pts=None, frames=video.frames)]
-            # The old plan's segments still queued are dropped; running ones come back stale.
-            self.queue = deque(item for item in self.queue if item[0] is not video)
-            self.queue.appendleft((video, video.segments[0]))
+            self._one_segment(video, error)
             return
         self._fail(video, error)
+
+    def _one_segment(self, video: Video, error: SegmentMismatch) -> None:
+        """Redo a video that can't be split as one segment, from its start."""
+        log.warning("%s; processing this video as one segment instead", error)
+        self.pool.progress_board.forget.remote((self.run_id, video.key, video.generation))
+        if video.straight is not None:
+            video.straight.stop()  # one segment is itself the straight decode
+            video.straight = None
+        video.generation += 1
+        video.results.clear()
+        video.attempts.clear()
+        video.segments = [Segment(index=0, start_pts=None, end_pts=None, frames=video.frames)]
+        # The old plan's segments still queued are dropped; running ones come back stale.
+        self.queue = deque(item for item in self.queue if item[0] is not video)
+        self.queue.appendleft((video, video.segments[0]))
 
     def _fail(self, video: Video, error: BaseException) -> None:
         video.failed = True
@@ -362,11 +376,15 @@ class Run:
         stitching = time.perf_counter()
         try:
             if len(results) == 1:  # written whole, other streams included: nothing to join
-                os.replace(results[0].path, output)
+                replace(results[0].path, output)
             else:
+                video.straight.check(results)
                 with replaced_when_done(output) as partial:
                     stitch(results, video.info, partial, output_name=output)
-        except PipelineError as exc:
+        except SegmentMismatch as exc:
+            self._one_segment(video, exc)
+            return
+        except (PipelineError, ReplaceError) as exc:
             video.failed = True
             self._close_video(video)
             self._record(VideoOutcome(input=video.request.input, output=output, status="failed",
@@ -384,6 +402,8 @@ class Run:
         self._record(outcome)
 
     def _close_video(self, video: Video) -> None:
+        if video.straight is not None:
+            video.straight.stop()
         self.videos.pop(video.key, None)
         shutil.rmtree(video.workdir, ignore_errors=True)
 

@@ -14,19 +14,33 @@ does), and encodes them with their original timestamps into a segment file of it
 therefore starts with a keyframe. It then checks its range against the packet scan; a file
 whose frames don't match its packets (discarded frames, repaired timestamps) raises
 :class:`SegmentMismatch` and the driver processes that video as one segment instead.
+
+A decoder that starts at a keyframe can still decode differently from one that came from the
+stream's start: FFmpeg applies its fix for the intra prediction of old x264 builds' 4:4:4
+streams (x264 core < 151) only once it has read the encoder's version note in the first
+frame, and lets earlier frames' state carry into later ones. Packets don't show it; only a
+straight decode does. So while the segments are restored, :class:`StraightDecode` decodes the
+whole video from its start in a thread of its own, and the segments are joined only if every
+frame they hold is the frame it decodes to there (one digest per frame); otherwise the video is
+processed as one segment. The straight decode is also the one verdict on a damaged input:
+a segment after a seek leaves it to that.
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+import numpy as np
 
 from pipeline.config import ProcessConfig
 from pipeline.errors import PipelineError, RunFailedError
@@ -49,6 +63,8 @@ log = logging.getLogger(__name__)
 # Keyframes tried, one GOP further back each time, when the first seek point turns out to give
 # too few neighbours before a segment (then the worker decodes from the start of the file).
 EXTRA_SEEK_POINTS = 2
+# Bytes of each frame's digest: enough that two different frames never share one by chance.
+DIGEST_BYTES = 8
 
 
 class SegmentMismatch(PipelineError):
@@ -104,6 +120,7 @@ class SegmentResult:
     start_time_us: int           # the segment file's start time as libavformat reports it (µs)
     seconds: float               # wall time spent on the segment
     codec: str                   # encoder used
+    digests: tuple[str, ...] = ()  # frame_digest of each frame restored, in order
 
 
 def scan_keyframes(info: VideoInfo, *, accept_damaged: bool = False) -> KeyframeScan:
@@ -333,6 +350,7 @@ def restore_segment(task: SegmentTask, restorer: Restorer, *,
     reader = FrameReader(task.input, threads=config.decode_threads, hwdec=config.hwdec,
                          convert_threads=convert_threads, accept_damaged=config.accept_damaged)
     pts: list[int] = []
+    digests: list[str] = []
 
     def open_writer() -> VideoWriter:
         return VideoWriter(partial, reader.info, colour=reader.colour,
@@ -343,6 +361,7 @@ def restore_segment(task: SegmentTask, restorer: Restorer, *,
         for frame, is_target in segment_items(reader, task.segment, restorer.context):
             if is_target:
                 pts.append(frame.pts)
+                digests.append(frame_digest(frame))
             yield frame
 
     with replaced_when_done(path) as partial:
@@ -356,7 +375,67 @@ def restore_segment(task: SegmentTask, restorer: Restorer, *,
                              f"{len(pts)} frames but wrote {writer.frames_written}")
     return SegmentResult(index=task.segment.index, path=path, frames=writer.frames_written,
                          first_pts=pts[0], last_pts=pts[-1], start_time_us=file_start_time(path),
-                         seconds=time.perf_counter() - started, codec=writer.codec)
+                         seconds=time.perf_counter() - started, codec=writer.codec,
+                         digests=tuple(digests))
+
+
+def frame_digest(frame: DecodedFrame) -> str:
+    """A short digest of a frame's pixels: equal for equal frames, different otherwise."""
+    return hashlib.blake2b(np.ascontiguousarray(frame.rgb).data,
+                           digest_size=DIGEST_BYTES).hexdigest()
+
+
+class StraightDecode:
+    """The digests of a video's frames decoded in one pass from its start, in a thread of its
+    own: what the frames of its segments must be (see the module's docstring).
+
+    Args:
+        path: the video.
+        config: the run's decoding settings (threads, hardware decoding, --accept-damaged).
+    """
+
+    def __init__(self, path: Path, config: ProcessConfig) -> None:
+        self.path = Path(path)
+        self._stop = threading.Event()
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="straight-decode")
+        self._digests: Future = executor.submit(self._decode, config)
+        executor.shutdown(wait=False)
+
+    def _decode(self, config: ProcessConfig) -> list[str]:
+        reader = FrameReader(self.path, threads=config.decode_threads, hwdec=config.hwdec,
+                             accept_damaged=config.accept_damaged)
+        digests = []
+        frames = reader.frames()
+        try:
+            for frame in frames:
+                if self._stop.is_set():
+                    return []
+                digests.append(frame_digest(frame))
+        finally:
+            frames.close()
+        return digests
+
+    def check(self, results: list[SegmentResult]) -> None:
+        """Wait for the straight decode; raise SegmentMismatch unless ``results`` (every
+        segment, in order) hold exactly its frames. A damaged input raises as it would in
+        one pass (PipelineError, unless --accept-damaged)."""
+        straight = self._digests.result()
+        index = 0
+        for result in results:
+            for n, digest in enumerate(result.digests):
+                if index >= len(straight) or digest != straight[index]:
+                    raise SegmentMismatch(
+                        f"{self.path}: frame {index} (frame {n} of segment {result.index}) "
+                        f"decodes differently after a seek than from the start (as in H.264 "
+                        f"4:4:4 from x264 builds older than core 151)")
+                index += 1
+        if index != len(straight):
+            raise SegmentMismatch(f"{self.path}: the segments hold {index} frames, a decode "
+                                  f"from the start {len(straight)}")
+
+    def stop(self) -> None:
+        """Give up: the thread ends at its next frame."""
+        self._stop.set()
 
 
 def file_start_time(path: Path) -> int:

@@ -349,8 +349,9 @@ class FrameReader:
 
         Args:
             seek_pts: start decoding at the last keyframe at or before this timestamp (in
-                ``info.time_base``) instead of the beginning; indices then count from there
-                and the completeness check is skipped (the caller decides where to stop).
+                ``info.time_base``) instead of the beginning; indices then count from there,
+                and the damage found is left in ``damage`` for the caller to judge: a decoder
+                that starts mid-stream can fail where a straight decode does not.
         """
         info = self.info
         container = _open(info.path, self._hwaccel)
@@ -399,9 +400,10 @@ class FrameReader:
             yield from ordered_map(convert, timed(), self._convert_threads, name="decode-convert")
         finally:
             container.close()
-        if index and last_pts is not None and seek_pts is None:
-            self.damage.note_end(float((last_pts + frame_ticks - start) * info.time_base))
-        self.damage.check(info.path, self.accept_damaged)
+        if seek_pts is None:
+            if index and last_pts is not None:
+                self.damage.note_end(float((last_pts + frame_ticks - start) * info.time_base))
+            self.damage.check(info.path, self.accept_damaged)
         if self.repaired_timestamps:
             log.warning(
                 "%s: %d frame(s) had no or non-increasing timestamps; gave them the previous "

@@ -220,3 +220,24 @@ def shown_field_orders(path: Path) -> list[str]:
                            "-vf", "showinfo", "-f", "null", "-"],
                           capture_output=True, text=True, check=True)
     return re.findall(r" i:([TBP])", done.stderr)
+
+
+# x264 builds before this one predicted lossless 4:4:4 intra blocks without the filter the
+# standard asks for; FFmpeg copies their mistake once it reads the version note in the stream.
+X264_FIXED_444_CORE = 151
+
+
+def make_old_x264_444_clip(path: Path, *, frames: int = 48, gop: int = 12, **kwargs) -> Clip:
+    """A lossless x264 4:4:4 clip whose version note (the SEI "x264 - core NNN") names a build
+    older than core 151, as such a build writes it: FFmpeg decodes it differently from its
+    start than after a seek to a later keyframe (the fault straight decodes guard against)."""
+    clip = make_clip(path, frames=frames, pix_fmt="yuv444p",
+                     options={"qp": "0", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"},
+                     **kwargs)
+    data = path.read_bytes()
+    note = b"x264 - core "
+    at = data.index(note) + len(note)
+    digits = len(str(int(data[at:at + 3])))
+    old = str(X264_FIXED_444_CORE - 1).rjust(digits, "0").encode()
+    path.write_bytes(data[:at] + old + data[at + digits:])
+    return clip

@@ -30,13 +30,15 @@ from pipeline import stitch as stitch_module
 from pipeline.cluster import ParallelConfig
 from pipeline.parallel import WorkerPool, process_video_parallel
 from pipeline.restorer import Restorer
-from pipeline.segments import (Segment, SegmentMismatch, SegmentTask, plan_segments,
+from pipeline.segments import (Segment, SegmentMismatch, SegmentTask, StraightDecode, plan_segments,
                                restore_segment, scan_keyframes, segment_items)
 from pipeline.stitch import stitch
 from pipeline.video_reader import FrameReader, probe, read_timestamps
 from pipeline.worker import KILL_WORKER_ONCE_ENV
 from tests.conftest import make_identity_model
-from tests.media import audio_packet_times, frame_times, make_clip, packet_counts, stream_summary
+import pipeline.process
+from tests.media import (audio_packet_times, frame_times, make_clip, make_old_x264_444_clip,
+                         packet_counts, psnr, stream_summary)
 
 GOP = 8                          # keyframe interval of the test clips
 X264_GOP = {"x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0", "bf": "3"}
@@ -156,11 +158,54 @@ def test_segments_with_neighbours_stitch_to_the_single_pass_bit_for_bit(media, t
     for result in results:  # every segment file opens on a keyframe
         with av.open(str(result.path)) as container:
             assert next(container.demux(container.streams.video[0])).is_keyframe
+    StraightDecode(media["mp4"], ProcessConfig()).check(results)  # the frames of one pass
     assert stitch(results, info, tmp_path / "joined.mp4") == 45
     assert read_timestamps(tmp_path / "joined.mp4") == read_timestamps(single.output)
     a, b = decoded(single.output), decoded(tmp_path / "joined.mp4")
     assert len(a) == len(b) == 45
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+# An H.264 4:4:4 stream whose version note names an x264 build before core 151: FFmpeg decodes
+# it differently after a seek than from its start (and, this being a re-labelled modern
+# stream, flags frames of the straight decode as decoded with errors: --accept-damaged). One
+# decoder thread: with several, FFmpeg's frame threads pick up the note at random.
+ACCEPT = ProcessConfig(progress=False, accept_damaged=True, decode_threads=1)
+STRICT = ProcessConfig(progress=False, decode_threads=1)
+
+
+@pytest.fixture(scope="module")
+def old_x264(tmp_path_factory) -> Path:
+    return make_old_x264_444_clip(tmp_path_factory.mktemp("old-x264") / "old444.mp4").path
+
+
+def same_frames(a: Path, b: Path) -> bool:
+    """Frame for frame within 45 dB: the same frames after a lossy re-encode."""
+    x, y = decoded(a), decoded(b)
+    return len(x) == len(y) and all(psnr(f, g) >= 45 for f, g in zip(x, y))
+
+
+def test_segments_that_decode_differently_after_a_seek_are_refused(old_x264, tmp_path):
+    restorer = Restorer(make_identity_model(), device=torch.device("cpu"))
+    segments = plan_segments(scan_keyframes(probe(old_x264)), 4)
+    results = [restore_segment(SegmentTask(input=old_x264, segment=s, config=ACCEPT,
+                                           path=tmp_path / f"seg{s.index}.mp4",
+                                           output_name=tmp_path / "joined.mp4"), restorer)
+               for s in segments]
+    assert sum(r.frames for r in results) == 48
+    with pytest.raises(SegmentMismatch, match="decodes differently after a seek"):
+        StraightDecode(old_x264, ACCEPT).check(results)
+
+
+def test_long_video_that_decodes_differently_after_a_seek_is_done_in_one_pass(
+        old_x264, tmp_path, monkeypatch, caplog):
+    model = make_identity_model()
+    single = process_video(old_x264, tmp_path / "single.mp4", config=ACCEPT, model=model)
+    monkeypatch.setattr(pipeline.process, "RESUME_SEGMENT_FRAMES", 12)  # 4 resumable segments
+    with caplog.at_level(logging.WARNING, logger="pipeline.process"):
+        out = process_video(old_x264, tmp_path / "segmented.mp4", config=ACCEPT, model=model)
+    assert "in one pass instead" in caplog.text
+    assert out.frames == 48 and same_frames(out.output, single.output)
 
 
 # -- on Ray ------------------------------------------------------------------------------------
@@ -364,6 +409,26 @@ def test_unsplittable_video_falls_back_to_one_segment(pool, media, tmp_path, mon
                                      parallel=ParallelConfig(workers=2), pool=pool)
     assert "as one segment instead" in caplog.text
     assert read_timestamps(out.output) == read_timestamps(media["mp4"])
+
+
+@pytest.mark.slow  # a local Ray pool
+def test_video_that_decodes_differently_after_a_seek_gives_the_one_worker_frames(
+        pool, old_x264, tmp_path, caplog):
+    model = make_identity_model(3)
+    single = process_video(old_x264, tmp_path / "single.mp4", config=ACCEPT, model=model)
+    with (WorkerPool(ACCEPT, parallel=ParallelConfig(workers=2), model=model) as accepting,
+          caplog.at_level(logging.WARNING, logger="pipeline.scheduler")):
+        out = process_video_parallel(old_x264, tmp_path / "two.mp4", config=ACCEPT,
+                                     pool=accepting)
+    assert "as one segment instead" in caplog.text
+    assert out.frames == 48 and same_frames(out.output, single.output)
+    # Without --accept-damaged, the verdict of one worker: refused, nothing written.
+    with pytest.raises(PipelineError, match="the input is damaged"):
+        process_video(old_x264, tmp_path / "refused.mp4", config=STRICT, model=model)
+    with pytest.raises(PipelineError, match="the input is damaged"):
+        process_video_parallel(old_x264, tmp_path / "refused.mp4", config=STRICT,
+                               parallel=ParallelConfig(workers=2), pool=pool)
+    assert not (tmp_path / "refused.mp4").exists()
 
 
 @pytest.mark.slow  # a local Ray pool

@@ -6,6 +6,10 @@ disk used to leave a cut-short file and a "48 frames" success line.
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -52,3 +56,27 @@ def test_a_short_file_is_refused_with_the_counts(tmp_path):
     clip.path.write_bytes(data[:len(data) // 2])
     with pytest.raises(PipelineError, match=r"reads back with 0 of the 24 frames"):
         check_written(clip.path, 24)
+
+
+def test_overwrite_onto_a_file_that_cannot_be_replaced_is_one_error_line(
+        tmp_path, capsys, monkeypatch, identity_model_file):
+    """An immutable file, or one on a read-only mount: the final rename is refused."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=8)
+    out = tmp_path / "out" / "clip.mp4"
+    out.parent.mkdir()
+    out.write_bytes(b"the earlier output")
+    real_replace = os.replace
+
+    def refused(source, destination):
+        if Path(destination) == out:
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", refused)
+    code = main(["process", "-q", str(clip.path), "-o", str(out), "--overwrite",
+                 "--model", identity_model_file])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err == f"error: {out}: cannot be replaced (Operation not permitted); it is left as it was\n"
+    assert out.read_bytes() == b"the earlier output"
+    assert [p.name for p in out.parent.iterdir()] == ["clip.mp4"]  # no partial files

@@ -16,6 +16,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+class ReplaceError(OSError):
+    """A finished file could not be renamed onto its destination (an immutable file, a
+    read-only folder or mount): the destination is as it was."""
+
+
+def replace(partial: Path, path: Path) -> None:
+    """Rename ``partial`` onto ``path``; raise ReplaceError (one line, naming ``path``) if the
+    system refuses."""
+    try:
+        os.replace(partial, path)
+    except OSError as exc:
+        raise ReplaceError(f"{path}: cannot be replaced ({exc.strerror}); it is left as it "
+                           f"was") from exc
+
+
 def partial_path(path: Path) -> Path:
     """Where this process writes ``path`` before renaming it into place."""
     path = Path(path)
@@ -32,7 +47,7 @@ def replaced_when_done(path: Path) -> Iterator[Path]:
         yield partial
         if partial.is_dir() and path.is_dir():
             shutil.rmtree(path)
-        os.replace(partial, path)
+        replace(partial, path)
     finally:
         if partial.is_dir():
             shutil.rmtree(partial, ignore_errors=True)
