@@ -65,6 +65,9 @@ MPEG4_MAX_TIME_BASE_DEN = 65535
 # Frame-based compressed audio whose AVI header states a block size that is a maximum frame
 # size, not a sample size (see VideoWriter._avi_audio_stream).
 AVI_FRAMED_AUDIO = {"ac3", "mp2", "mp3", "aac"}
+# The AVI tag of AAC in ADTS framing (each packet with its own header, no extradata: AAC from
+# an MPEG-TS, a phone, a stream copy): the only tag the AVI muxer takes such packets with.
+AVI_ADTS_TAG = "\x10\x16\x00\x00"  # WAVE_FORMAT_MPEG_ADTS_AAC, 0x1610 little-endian
 # Encoders that code interlaced frames field-aware (interlaced DCT and motion estimation) when
 # asked; the others code the woven frame as one picture, still flagged interlaced.
 INTERLACED_ENCODERS = {"libx264", "mpeg2video", "mpeg4"}
@@ -375,8 +378,11 @@ class VideoWriter:
         """
         ctx = template.codec_context
         codec = ctx.codec.canonical_name  # "mp3", where the decoder is "mp3float"
-        if (self._container_name() not in FRAME_SLOT_FORMATS or codec not in AVI_FRAMED_AUDIO
-                or (codec == "aac" and ctx.profile != "LC")):
+        if self._container_name() not in FRAME_SLOT_FORMATS or codec not in AVI_FRAMED_AUDIO:
+            return None
+        # AAC in ADTS framing has no extradata: every packet carries its header.
+        adts = codec == "aac" and not ctx.extradata
+        if codec == "aac" and ctx.profile != "LC" and not adts:
             return None
         # A rate the encoder refuses (a nominal one from a VBR header) only loses the header's
         # byte rate, a hint for players; an encoder that won't open leaves the plain copy.
@@ -386,7 +392,12 @@ class VideoWriter:
             stream = self._out.add_stream(codec, rate=ctx.sample_rate, bit_rate=bit_rate)
             stream.layout = ctx.layout
             stream.codec_context.open()
-            stream.codec_context.extradata = ctx.extradata
+            if adts:
+                # The AVI muxer takes ADTS packets under their own tag only ("ADTS is only
+                # supported with codec tag 0x1610"); an encoder's stream has none of its own.
+                stream.codec_context.codec_tag = AVI_ADTS_TAG
+            else:
+                stream.codec_context.extradata = ctx.extradata
             return stream
         log.warning("%s: no %s encoder here to describe the copied audio to the AVI muxer; its "
                     "header may time the audio by bytes", self.output_name.name, codec)

@@ -7,9 +7,11 @@ come out as they went in, whatever the output container.
 
 from __future__ import annotations
 
+import subprocess
 from fractions import Fraction
 
 import av
+import imageio_ffmpeg
 import pytest
 
 from pipeline.cli import main
@@ -127,3 +129,35 @@ def test_seeking_mpeg_ts_with_b_frames_starts_at_the_keyframe_asked_for(tmp_path
         frames = FrameReader(clip.path).frames(seek_pts=keyframe)
         assert next(frames).pts <= keyframe
         frames.close()
+
+
+@pytest.mark.parametrize("source_suffix", [".ts", ".avi"])
+def test_adts_aac_from_a_phone_or_a_ts_goes_into_avi(tmp_path, capsys, identity_model_file,
+                                                     source_suffix):
+    # AAC in ADTS framing (each packet with its header, no extradata), as a TS or a phone's
+    # AVI carries it: the AVI muxer takes it only under the ADTS tag, and used to refuse the
+    # output ("writing the output failed (Invalid argument)").
+    clip = make_clip(tmp_path / "phone.ts", frames=12, codec="mpeg4", audio="aac")
+    source, out = clip.path, tmp_path / "phone.deblurred.avi"
+    if source_suffix == ".avi":  # that audio beside an AVI's video, as a phone writes it
+        source = tmp_path / "phone.avi"
+        video = make_clip(tmp_path / "video.avi", frames=12, codec="mpeg4")
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(video.path),
+                        "-i", str(clip.path), "-map", "0:v", "-map", "1:a", "-c", "copy",
+                        "-tag:a", "0x1610", str(source)], check=True)
+    code = main(["process", str(source), "--model", identity_model_file, "-q",
+                 *(["-o", str(out)] if source_suffix == ".ts" else [])])
+    assert code == 0, capsys.readouterr().err
+    assert out.exists()
+    # AVI has no start time: frames keep their distances, the audio its place within a slot.
+    before, after = frame_times(source), frame_times(out)
+    assert [t - after[0] for t in after] == pytest.approx([t - before[0] for t in before],
+                                                          abs=1e-9)
+    audio_before, audio_after = audio_packet_times(source), audio_packet_times(out)
+    assert len(audio_before) > 10
+    assert [t - after[0] for t in audio_after] == pytest.approx(
+        [t - before[0] for t in audio_before], abs=1 / 24)  # AVI: audio starts in a slot
+    assert _avi_audio_is_timed_per_packet(out)
+    decoded = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(out),
+                              "-f", "null", "-"], capture_output=True, text=True, check=True)
+    assert decoded.stderr == ""
