@@ -344,6 +344,10 @@ class VideoWriter:
             options["x265-params"] = "log-level=error"
         if self.info.interlaced and codec in INTERLACED_ENCODERS:
             options["flags"] = options.get("flags", "") + "+ilme+ildct"
+        if self.info.interlaced and codec == "libx264" and not self.info.top_field_first:
+            # x264 follows each frame's field order, but writes the stream's (which TS and MP4
+            # readers report) from the order it was opened with: top first unless told.
+            options["x264-params"] = "bff=1"
         return options
 
     def _add_copied_streams(self) -> dict[int, object]:

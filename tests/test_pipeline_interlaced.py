@@ -17,7 +17,7 @@ QUIET = ProcessConfig(progress=False, encoder=EncoderSettings(preset="ultrafast"
 
 
 @pytest.mark.parametrize("order,field_order", [("bff", FIELD_BB), ("tff", FIELD_TT)])
-@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4", ".ts"])
 def test_field_order_kept_on_stream_and_frames(tmp_path, identity_model, order, field_order,
                                                suffix):
     tags = {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range": 1}
@@ -27,10 +27,10 @@ def test_field_order_kept_on_stream_and_frames(tmp_path, identity_model, order, 
     assert probe(clip.path).field_order == field_order
     out = process_video(clip.path, tmp_path / f"out{suffix}", config=QUIET,
                         model=identity_model).output
-    # Every frame coded interlaced, with the input's field order.
+    # Every frame coded interlaced, with the input's field order, and the stream says so
+    # (Matroska in its header, TS and MP4 in the H.264 stream).
     assert shown_field_orders(out) == [letter] * 8
-    if suffix == ".mkv":  # Matroska also states it for the stream (MP4 can't for H.264)
-        assert probe(out).field_order == field_order
+    assert probe(out).field_order == field_order
     reader = FrameReader(out)
     next(reader.frames())
     assert reader.colour.matrix == 1, "marking the fields keeps the colour tags"
