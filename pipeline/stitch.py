@@ -5,20 +5,18 @@
 
 from __future__ import annotations
 
-import shutil
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import ffmpeg
 
-from pipeline.errors import PipelineError, RunFailedError
+from pipeline.errors import RunFailedError
+from pipeline.ffmpeg_cli import run_ffmpeg
 from pipeline.segments import SegmentResult
 from pipeline.video_reader import VideoInfo
 from pipeline.video_writer import MATROSKA_FAMILY, MOV_FAMILY
 
-# FFmpeg's output on failure is long; the last lines say what went wrong.
-FFMPEG_ERROR_LINES = 3
 # Output containers whose segments join into exactly the one-pass output (frames, timestamps,
 # audio; tested in test_pipeline_parallel). Others (AVI, FLV, MPEG-PS, ...) are done in one
 # segment: known before the work, not found out after it.
@@ -28,20 +26,6 @@ JOINABLE_OUTPUTS = MOV_FAMILY | MATROSKA_FAMILY | {"ts", "m2ts", "mts"}
 def joinable(output: Path) -> bool:
     """Whether segments of a video join exactly into ``output``'s container."""
     return output.suffix.lower().lstrip(".") in JOINABLE_OUTPUTS
-
-
-def ffmpeg_exe() -> str:
-    """The ffmpeg binary: imageio-ffmpeg's (a dependency, so no system ffmpeg is needed), else
-    the system's. Looked up when a command needs it, so processing in one pass never does."""
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        found = shutil.which("ffmpeg")
-        if found is None:
-            raise RunFailedError("no ffmpeg binary: install imageio-ffmpeg (pip install "
-                                 "imageio-ffmpeg) or put ffmpeg on the PATH") from None
-        return found
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def _concat_quote(path: Path) -> str:
@@ -105,7 +89,7 @@ def stitch(results: list[SegmentResult], info: VideoInfo, output: Path, *,
         options["movie_timescale"] = info.time_base.denominator
     command = ffmpeg.output(*streams, str(output), **options).global_args(
         "-hide_banner", "-nostdin", "-loglevel", "error")
-    _run_ffmpeg(command, f"{name.name}: joining the segments failed", RunFailedError)
+    run_ffmpeg(command, f"{name.name}: joining the segments failed", RunFailedError)
     return _check_stitched(results, info, output, name)
 
 
@@ -119,20 +103,11 @@ def check_copyable(info: VideoInfo, output: Path, workdir: Path) -> None:
     command = ffmpeg.output(source["a?"], source["s?"], str(scratch), c="copy", t=0.1,
                             ).global_args("-hide_banner", "-nostdin", "-loglevel", "error")
     try:
-        _run_ffmpeg(command, f"{output.name}: the input's audio/subtitle streams "
+        run_ffmpeg(command, f"{output.name}: the input's audio/subtitle streams "
                              f"({', '.join(info.copied_streams)}) cannot be copied into this "
                              f"container; choose another output extension such as .mkv")
     finally:
         scratch.unlink(missing_ok=True)
-
-
-def _run_ffmpeg(command, message: str, error: type[PipelineError] = PipelineError) -> None:
-    try:
-        command.run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
-    except ffmpeg.Error as exc:
-        lines = [line for line in exc.stderr.decode(errors="replace").splitlines() if line.strip()]
-        detail = " / ".join(lines[-FFMPEG_ERROR_LINES:]) or "no message"
-        raise error(f"{message} ({detail})") from exc
 
 
 def _check_stitched(results: list[SegmentResult], info: VideoInfo, output: Path,

@@ -71,7 +71,7 @@ class VideoInfo:
     stream_duration: float | None = None  # seconds the video stream itself claims to last
     raw_stream: bool = False     # an elementary stream (.h264...): frames carry no timestamps
     copied_streams: tuple[str, ...] = field(default=())  # "audio:aac", "subtitle:subrip", ...
-    sample_aspect_ratio: Fraction | None = None  # pixel shape when not square (e.g. 32/27 for 16:9 DVD)
+    sample_aspect_ratio: Fraction | None = None  # pixel shape as stated (32/27 for 16:9 DVD, 1), None if unset
     field_order: int = FIELD_UNKNOWN  # FFmpeg's AVFieldOrder: interlaced (TT, BB, TB, BT) or not
 
     @property
@@ -259,7 +259,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             stream_duration=_stream_duration(stream),
             raw_stream=raw,
             copied_streams=copied,
-            sample_aspect_ratio=_sample_aspect_ratio(ctx),
+            sample_aspect_ratio=_sample_aspect_ratio(stream),
             # Set by the container (Matroska, QuickTime) or, while probing, by the decoder.
             field_order=ctx.field_order or FIELD_UNKNOWN,
         )
@@ -515,9 +515,11 @@ def read_timestamps(path: str | os.PathLike) -> list[float]:
     return [float(f.pts * tb) for f in reader.frames()]
 
 
-def _sample_aspect_ratio(ctx) -> Fraction | None:  # noqa: ANN001 - a PyAV codec context
-    """The stream's sample (pixel) aspect ratio, or None for square or unknown pixels."""
-    sar = ctx.sample_aspect_ratio
-    if not sar or not sar.numerator or Fraction(sar) == 1:
-        return None
-    return Fraction(sar)
+def _sample_aspect_ratio(stream) -> Fraction | None:  # noqa: ANN001 - a PyAV video stream
+    """The stream's sample (pixel) aspect ratio as stated (1 for square pixels said to be
+    square), or None where nothing states it: the codec's (H.264's VUI, ...), else the
+    container's (Matroska's display size, the only place VP9 and AV1 have)."""
+    for sar in (stream.codec_context.sample_aspect_ratio, stream.sample_aspect_ratio):
+        if sar and sar.numerator:
+            return Fraction(sar)
+    return None

@@ -25,11 +25,13 @@ from pathlib import Path
 
 import av
 import av.filter
+import ffmpeg
 import numpy as np
 
 from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_reformatter
 from pipeline.config import EncoderSettings
 from pipeline.errors import PipelineError, RunFailedError
+from pipeline.ffmpeg_cli import run_ffmpeg
 from pipeline.video_reader import FIELD_BB, FIELD_TT, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,9 @@ AVI_ADTS_TAG = "\x10\x16\x00\x00"  # WAVE_FORMAT_MPEG_ADTS_AAC, 0x1610 little-en
 # Encoders that code interlaced frames field-aware (interlaced DCT and motion estimation) when
 # asked; the others code the woven frame as one picture, still flagged interlaced.
 INTERLACED_ENCODERS = {"libx264", "mpeg2video", "mpeg4"}
+# Codecs whose streams have no field for the pixel aspect ratio (H.264, HEVC, MPEG-4 have one):
+# only the container can state it.
+NO_CODED_ASPECT = {"vp8", "vp9", "av1"}
 
 
 def default_output_suffix(input_path: Path) -> str:
@@ -278,7 +283,8 @@ class VideoWriter:
             # field shown first first.
             stream.codec_context.field_order = FIELD_TT if info.top_field_first else FIELD_BB
         if info.sample_aspect_ratio is not None:
-            # Non-square pixels (DVD, HDV, anamorphic): the picture's shape depends on it.
+            # Non-square pixels (DVD, HDV, anamorphic): the picture's shape depends on it;
+            # square ones stated as such stay stated (players differ on an unset one).
             stream.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
         options = self._codec_options(settings)
         if self._container_name() == "avi":
@@ -570,6 +576,8 @@ class VideoWriter:
         finally:
             self.abort()
         check_written(self.path, self.frames_written, self.output_name)
+        if self._aspect_in_container_only():
+            self._state_aspect()
         slots = self._slots
         if slots is not None and slots.moved:
             log.warning("%s: %s with %s holds one frame per %.2f ms slot; %d frame(s) off that "
@@ -577,6 +585,30 @@ class VideoWriter:
                         self.output_name.name, self._container_name().upper(), self.codec,
                         1000 * slots.slot, slots.moved, 1000 * slots.worst)
         return self.frames_written
+
+    def _aspect_in_container_only(self) -> bool:
+        """Whether the pixel shape has to be stated by the container (Matroska's display size)
+        because the codec's stream has no place for it (VP8, VP9, AV1)."""
+        return (self.info.sample_aspect_ratio is not None
+                and self._container_name().split(",")[0] in MATROSKA_FAMILY
+                and av.codec.Codec(self.codec, "w").canonical_name in NO_CODED_ASPECT)
+
+    def _state_aspect(self) -> None:
+        """Rewrite the finished file (stream copy) with its display size: Matroska takes it from
+        the stream's aspect ratio, which PyAV can't set. It is rounded to whole pixels there."""
+        sar = self.info.sample_aspect_ratio
+        dar = sar * Fraction(self.info.width, self.info.height)
+        restated = self.path.with_name(f".aspect-{self.path.name}")
+        command = ffmpeg.output(ffmpeg.input(str(self.path)), str(restated), map=0, c="copy",
+                                aspect=f"{dar.numerator}:{dar.denominator}",
+                                copyts=None, avoid_negative_ts="disabled", map_metadata=0,
+                                map_chapters=0).global_args(
+            "-hide_banner", "-nostdin", "-loglevel", "error")
+        try:
+            run_ffmpeg(command, f"{self.output_name.name}: stating the pixel aspect ratio failed")
+            os.replace(restated, self.path)
+        finally:
+            restated.unlink(missing_ok=True)
 
     def abort(self) -> None:
         for container in (self._out, self._source):
