@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -51,6 +52,10 @@ DECODE_ORDER_FORMATS = frozenset({"avi"})
 # second the field shown first.
 FIELD_UNKNOWN, FIELD_PROGRESSIVE, FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT = range(6)
 INTERLACED_FIELD_ORDERS = frozenset({FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT})
+# The first x264 build whose lossless 4:4:4 intra prediction follows the standard; FFmpeg
+# decodes older builds' streams their way once it reads the version note ("x264 - core NNN").
+X264_FIXED_444_CORE = 151
+_X264_NOTE = re.compile(rb"x264 - core (\d+)")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,15 @@ class VideoInfo:
     copied_streams: tuple[str, ...] = field(default=())  # "audio:aac", "subtitle:subrip", ...
     sample_aspect_ratio: Fraction | None = None  # pixel shape as stated (32/27 for 16:9 DVD, 1), None if unset
     field_order: int = FIELD_UNKNOWN  # FFmpeg's AVFieldOrder: interlaced (TT, BB, TB, BT) or not
+    x264_core: int | None = None  # H.264 from x264: the build its version note names
+
+    @property
+    def decode_threads_safe(self) -> bool:
+        """Whether FFmpeg decodes the same frames with threads as without. Not for H.264 from
+        x264 builds before core 151: FFmpeg copies their 4:4:4 intra prediction once it has
+        read the version note in the first frame, and its threads pick that up unreliably
+        (seen here: 30-34 of 48 frames different, from run to run)."""
+        return self.x264_core is None or self.x264_core >= X264_FIXED_444_CORE
 
     @property
     def interlaced(self) -> bool:
@@ -262,6 +276,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             sample_aspect_ratio=_sample_aspect_ratio(stream),
             # Set by the container (Matroska, QuickTime) or, while probing, by the decoder.
             field_order=ctx.field_order or FIELD_UNKNOWN,
+            x264_core=_x264_core(container, stream) if ctx.name == "h264" else None,
         )
     finally:
         container.close()
@@ -333,6 +348,10 @@ class FrameReader:
         self._hwaccel = _hwaccel(hwdec)
         self.info = probe(path)
         self._threads = threads
+        if threads != 1 and not self.info.decode_threads_safe:
+            log.info("%s: H.264 from x264 core %d (before %d): decoding in one thread, as "
+                     "FFmpeg's threads may decode it otherwise", self.info.path,
+                     self.info.x264_core, X264_FIXED_444_CORE)
         self._convert_threads = convert_threads
         self.accept_damaged = accept_damaged
         self.damage = Damage()
@@ -358,7 +377,8 @@ class FrameReader:
         try:
             stream = _video_stream(container, info.path)
             stream.thread_type = "AUTO"
-            stream.codec_context.thread_count = self._threads
+            # One thread where threads would decode other frames than a straight decode.
+            stream.codec_context.thread_count = self._threads if info.decode_threads_safe else 1
             start = 0 if info.raw_stream else (stream.start_time or 0)
             if seek_pts is not None and info.raw_stream:
                 raise PipelineError(f"{info.path}: a raw stream has no timestamps to seek by")
@@ -513,6 +533,21 @@ def read_timestamps(path: str | os.PathLike) -> list[float]:
     reader = FrameReader(path)
     tb = reader.info.time_base
     return [float(f.pts * tb) for f in reader.frames()]
+
+
+def _x264_core(container, stream) -> int | None:  # noqa: ANN001 - PyAV objects
+    """The x264 build named in the stream's version note (an SEI in the first frame, or in
+    the header), or None if there is none."""
+    found = _X264_NOTE.search(bytes(stream.codec_context.extradata or b""))
+    if found is None:
+        try:
+            for packet in container.demux(stream):
+                if packet.size:
+                    found = _X264_NOTE.search(bytes(packet))
+                    break
+        except av.error.FFmpegError:
+            return None
+    return int(found.group(1)) if found else None
 
 
 def _sample_aspect_ratio(stream) -> Fraction | None:  # noqa: ANN001 - a PyAV video stream

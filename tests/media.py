@@ -13,6 +13,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from pipeline.video_reader import X264_FIXED_444_CORE
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -221,10 +223,6 @@ def shown_field_orders(path: Path) -> list[str]:
                           capture_output=True, text=True, check=True)
     return re.findall(r" i:([TBP])", done.stderr)
 
-
-# x264 builds before this one predicted lossless 4:4:4 intra blocks without the filter the
-# standard asks for; FFmpeg copies their mistake once it reads the version note in the stream.
-X264_FIXED_444_CORE = 151
 
 
 def make_old_x264_444_clip(path: Path, *, frames: int = 48, gop: int = 12, **kwargs) -> Clip:
