@@ -30,7 +30,7 @@ from jobs.folder import FolderConfig, matches_patterns
 from jobs.ledger import LEDGER_NAME, Ledger, folder_lock
 from jobs.report import DONE, FAILED, REPORT_NAME, SKIPPED, Report, Row, rows_in_order
 from jobs.settings import fingerprint
-from pipeline.cluster import ParallelConfig, connect
+from pipeline.cluster import ParallelConfig, collected_warnings, connect, log_again
 from unsmear.errors import one_line
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,12 @@ TOO_SHORT = "too few"
 
 
 def _build_one(source: Path, out: Path, config: BuildConfig, split: str, name: str
-               ) -> tuple[int, float]:
-    """One source, in a Ray worker: (pairs written, seconds)."""
+               ) -> tuple[int, float, list[tuple[str, str]]]:
+    """One source, in a Ray worker: (pairs written, seconds, warnings logged)."""
     started = time.perf_counter()
-    records = build_source(source, out, config, split, name=name, progress=False)
-    return len(records), time.perf_counter() - started
+    with collected_warnings() as warnings:
+        records = build_source(source, out, config, split, name=name, progress=False)
+    return len(records), time.perf_counter() - started, warnings
 
 
 def ensure_pairs_folder(pairs: Path, config: BuildConfig) -> None:
@@ -160,7 +161,8 @@ def _run_tasks(todo, pairs: Path, config: BuildConfig, parallel: ParallelConfig,
 def _outcome(ref, item: str, source: Path, name: str, config: BuildConfig, ledger: Ledger,
              settings: str) -> Row:
     try:
-        count, seconds = ray.get(ref)
+        count, seconds, warnings = ray.get(ref)
+        log_again(warnings)
     except ray.exceptions.RayTaskError as exc:
         error = exc.cause if exc.cause is not None else exc
         message = one_line(error)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import ray
@@ -50,13 +52,17 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
     (the caller then shuts it down); an existing connection is used as it is."""
     if ray.is_initialized():
         return False
-    quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+    # Ray's own notices (token authentication, ...) and its forwarding of the workers' output
+    # (coloured, drawn over the progress bar) only with -v; the workers' warnings come back
+    # with their results instead (collected_warnings, log_again).
+    verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
+    options = dict(logging_level=logging.INFO if verbose else logging.ERROR,
+                   log_to_driver=verbose)
     try:
         if address is None:
-            ray.init(address=LOCAL_RAY, num_cpus=num_cpus, include_dashboard=False,
-                     logging_level=logging.WARNING if quiet else logging.INFO)
+            ray.init(address=LOCAL_RAY, num_cpus=num_cpus, include_dashboard=False, **options)
         else:
-            ray.init(address=address, logging_level=logging.WARNING if quiet else logging.INFO)
+            ray.init(address=address, **options)
     except (ConnectionError, ValueError, RuntimeError, ray.exceptions.RayError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -68,6 +74,31 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
         raise PipelineError(f"cannot connect to {where}{hint}: {reason}") from exc
     return True
 
+
+
+@contextmanager
+def collected_warnings() -> Iterator[list[tuple[str, str]]]:
+    """In a worker: the warnings logged in this process meanwhile, as (logger, message), for
+    the driver to log with :func:`log_again` (Ray doesn't forward the workers' output)."""
+    collected: list[tuple[str, str]] = []
+
+    class Collector(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            collected.append((record.name, record.getMessage()))
+
+    handler = Collector(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield collected
+    finally:
+        root.removeHandler(handler)
+
+
+def log_again(warnings: Iterable[tuple[str, str]]) -> None:
+    """In the driver: log a worker's collected warnings under their own loggers' names."""
+    for name, message in warnings:
+        logging.getLogger(name).warning("%s", message)
 
 
 def local_cpus(workers: int, cpus_per_worker: float) -> int:

@@ -175,5 +175,6 @@ def process_video_parallel(input_path: str | os.PathLike, output: str | os.PathL
         if isinstance(error, BaseException):
             raise error
         raise RunFailedError(outcome.error or f"{input_path}: failed")
-    return ProcessResult(output=outcome.output, frames=outcome.frames,
+    # The name as given (relative or not), as a run in this process reports it.
+    return ProcessResult(output=output, frames=outcome.frames,
                          seconds=time.perf_counter() - started, codec=outcome.codec)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import ray
 from tqdm import tqdm
 
-from pipeline.cluster import WORKER_DIED, ParallelConfig
+from pipeline.cluster import WORKER_DIED, ParallelConfig, log_again
 from pipeline.config import EncoderSettings, ProcessConfig
 from pipeline.errors import PipelineError, RunFailedError
 from pipeline.outputs import check_output, remove_dead_leftovers, segments_folder
@@ -311,6 +311,7 @@ class Run:
                 self._segment_failed(video, segment, exc.cause if exc.cause is not None else exc)
             return
         self.free.append(actor)
+        log_again(result.warnings)
         if stale:
             return
         video.results[segment.index] = result

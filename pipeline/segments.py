@@ -121,6 +121,7 @@ class SegmentResult:
     seconds: float               # wall time spent on the segment
     codec: str                   # encoder used
     digests: tuple[str, ...] = ()  # frame_digest of each frame restored, in order
+    warnings: tuple[tuple[str, str], ...] = ()  # (logger, message) logged by a Ray worker
 
 
 def scan_keyframes(info: VideoInfo, *, accept_damaged: bool = False) -> KeyframeScan:

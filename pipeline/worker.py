@@ -13,6 +13,7 @@ from pathlib import Path
 import ray
 
 from models.registry import Generator
+from pipeline.cluster import collected_warnings
 from pipeline.config import ProcessConfig
 from pipeline.errors import PipelineError
 from pipeline.restorer import Restorer, load_model, make_restorer, resolve_device
@@ -87,10 +88,11 @@ class SegmentWorker:
                 last_report = now
                 progress.report.remote(key, frames)
 
-        result = restore_segment(task, self.restorer, on_progress=on_progress)
+        with collected_warnings() as warnings:
+            result = restore_segment(task, self.restorer, on_progress=on_progress)
         if progress is not None:
             progress.report.remote(key, result.frames)
-        return result
+        return dataclasses.replace(result, warnings=tuple(warnings))
 
 
 def _claim(marker: str) -> bool:

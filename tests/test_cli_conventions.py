@@ -7,6 +7,7 @@ subcommand, and a `--help` that does not wait for torch.
 from __future__ import annotations
 
 import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,31 @@ def test_run_maps_outcomes_to_exit_status(exc, status, line, capsys):
 def test_run_keeps_the_traceback_of_a_bug():
     with pytest.raises(ZeroDivisionError):
         run(_raise(ZeroDivisionError()), verbose=False, user_errors=(_Mistake,))
+
+
+def test_warnings_print_above_the_progress_bar_and_once(monkeypatch):
+    import io
+    import logging
+
+    from tqdm import tqdm
+
+    from unsmear.cli_conventions import LOG_FORMAT, ConsoleHandler
+
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    console = ConsoleHandler()
+    console.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger = logging.getLogger("unsmear.test_console")
+    logger.addHandler(console)
+    logger.propagate = False
+    try:
+        with tqdm(total=10, desc="clip.mp4", file=stderr) as bar:
+            bar.update(3)
+            for _ in range(3):  # as every segment of a video may say it
+                logger.warning("clip.mp4: the input is damaged")
+            bar.update(3)
+    finally:
+        logger.removeHandler(console)
+        logger.propagate = True
+    pieces = [p for p in re.split(r"[\r\n]", stderr.getvalue()) if "WARNING" in p]
+    assert pieces == ["WARNING unsmear.test_console: clip.mp4: the input is damaged"]

@@ -12,7 +12,10 @@ uses N of them), so the module stays fast on a small machine.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -476,3 +479,40 @@ def test_cli_mistakes_are_one_line_before_any_work(media, identity_model_file, t
         cli.main(["process", str(media["mp4"]), "--workers", "0"])
     assert exit_info.value.code == 2
     assert "--workers: must be ≥ 1" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # starts Ray in a process of its own, as a user's run does
+def test_workers_print_warnings_cleanly_and_quiet_is_quiet(identity_model_file, tmp_path):
+    """Ray's own notices (token authentication) stay out of a run's output, a worker's warning
+    arrives once, as plain text on a line of its own (not in colour codes, not on the progress
+    bar's line), and the result names the output as it was given."""
+    clip = make_clip(tmp_path / "broadcast.ts", frames=240, width=64, height=48,
+                     options={"x264-params": "keyint=24:min-keyint=24:scenecut=0"})
+    data = bytearray(clip.path.read_bytes())
+    for k in range(30):  # a burst of damage a third of the way in
+        data[len(data) // 3 + k * 188 * 3 + 50] ^= 0xFF
+    clip.path.write_bytes(bytes(data))
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline", "process", "broadcast.ts", "-o", "out.ts",
+             "--workers", "2", "--accept-damaged", "--overwrite", "--model",
+             identity_model_file, *extra],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+
+    quiet = run("-q")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.startswith("out.ts\t")  # relative, as without workers
+    lines = quiet.stderr.splitlines()
+    assert lines and all(line.startswith("WARNING pipeline.") for line in lines), quiet.stderr
+    assert len(set(lines)) == len(lines), "each warning once"
+    assert any("the input is damaged" in line for line in lines)
+    assert "\x1b" not in quiet.stderr and "Token" not in quiet.stderr
+    # With the bar drawn (a non-terminal gets it too): every warning starts a line.
+    shown = run()
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stderr and "Token" not in shown.stderr
+    assert "the input is damaged" in shown.stderr
+    for piece in re.split(r"[\r\n]", shown.stderr):
+        assert "WARNING" not in piece or piece.startswith("WARNING"), piece

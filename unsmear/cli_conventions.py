@@ -104,8 +104,9 @@ def run(command: Callable[[], int], *, verbose: bool, user_errors: ErrorTypes,
     ``interrupted`` line with status 130. Anything else is a bug and keeps its traceback.
     """
     interrupt_on_sigterm()
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format=LOG_FORMAT,
-                        stream=sys.stderr)
+    console = ConsoleHandler()
+    console.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[console])
     try:
         return command()
     except failures as exc:
@@ -115,6 +116,29 @@ def run(command: Callable[[], int], *, verbose: bool, user_errors: ErrorTypes,
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+class ConsoleHandler(logging.StreamHandler):
+    """Log messages on stderr, each on a line of its own above any progress bar (tqdm's bars
+    are cleared and drawn again around it), and each distinct warning once: a warning that
+    every segment or worker of a video repeats is printed for the first."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self._warned: set[tuple[str, str]] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            key = (record.name, record.getMessage())
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        tqdm = sys.modules.get("tqdm")  # loaded by every command that draws a bar
+        if tqdm is None:
+            super().emit(record)
+            return
+        with tqdm.tqdm.external_write_mode(file=self.stream):
+            super().emit(record)
 
 
 def _report(exc: BaseException, status: int) -> int:
