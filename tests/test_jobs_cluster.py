@@ -184,3 +184,35 @@ def test_build_pairs_one_task_per_source(head, tmp_path):
     assert again.returncode == 0, again.stderr
     assert set(statuses(report_of(pairs)).values()) == {"skipped"}
     assert (pairs / "manifest.jsonl").read_text().splitlines() == manifest
+
+
+def test_video_that_decodes_differently_after_a_seek_is_done_whole(head, identity_model_file,
+                                                                    tmp_path):
+    """Old-x264 4:4:4 (issue 20): its segments would decode wrongly; the job gives the
+    one-worker frames, and --accept-damaged never turns a split-decoding fault into success."""
+    from pipeline import EncoderSettings, ProcessConfig, process_video
+    from models.checkpoint import load_generator
+    from tests.media import make_old_x264_444_clip
+    from tests.test_pipeline_parallel import same_frames
+
+    address, env = head
+    in_dir = tmp_path / "in"
+    in_dir.mkdir()
+    clip = make_old_x264_444_clip(in_dir / "old444.mp4").path
+    lossless = ["--crf", "0", "--pix-fmt", "yuv444p"]
+    single = process_video(clip, tmp_path / "single.mp4", model=load_generator(identity_model_file),
+                           config=ProcessConfig(progress=False, accept_damaged=True,
+                                                encoder=EncoderSettings(crf=0, pix_fmt="yuv444p")))
+    out_dir = tmp_path / "out"
+    result = run(env, "jobs", "deblur", str(in_dir), str(out_dir), "--address", address,
+                 "--model", identity_model_file, "--workers", "2", "--segment-frames", "12",
+                 "--accept-damaged", *lossless, "-q")
+    assert result.returncode == 0, result.stderr
+    assert statuses(report_of(out_dir)) == {"old444.mp4": "done"}
+    assert same_frames(out_dir / "old444.mp4", single.output)
+    strict = run(env, "jobs", "deblur", str(in_dir), str(tmp_path / "strict"), "--address",
+                 address, "--model", identity_model_file, "--workers", "2", "--segment-frames",
+                 "12", *lossless, "-q")
+    assert strict.returncode == 1
+    assert statuses(report_of(tmp_path / "strict")) == {"old444.mp4": "failed"}
+    assert not (tmp_path / "strict" / "old444.mp4").exists()
