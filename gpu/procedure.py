@@ -7,8 +7,10 @@ tests/test_gpu_procedure.py, so the first GPU call finds no missing file, import
 * ``smoke`` (<= 90 s): versions, the GPU and its free memory, imports, 20 training steps of
   the GPU config with on-the-fly pairs (steps/s and rendered samples/s), and a 30-frame
   ``python -m pipeline process`` whose frame count is checked.
-* ``train --minutes M``: ``models/configs/gpu.yaml`` (bf16, channels_last, on-the-fly pairs
-  rendered on the device) with the batch size picked from free memory, cut at M minutes
+* ``train --minutes M``: ``models/configs/gpu_video.yaml`` (the chosen video recipe: 3 frames
+  and their flow; bf16, channels_last, on-the-fly pairs rendered by CPU workers, as the flow
+  is estimated there; ``--config gpu`` for the single-frame recipe rendered on the device)
+  with the batch size picked from free memory, cut at M minutes
   less the evaluation's share; then evaluation with baselines on rendered held-out pairs
   and on the real high-fps pairs, and a worst/best sheet (blurred | restored | sharp).
 * ``bench --bench-seconds S``: the throughput benchmark's GPU sweep, cut at S seconds
@@ -44,7 +46,7 @@ BATCH_PROBE = 8  # batch size whose peak memory sizes the real batch
 MEMORY_SHARE = 0.6  # of the free memory the training batch may take
 MAX_BATCH = 64
 # The tiny stand-ins the CPU test uses: every code path, seconds of work.
-TINY = ["generator={num_feat: 8, num_block: 1, num_grow_ch: 4, downscale: 4}", "crop_size=32",
+TINY = ["generator.num_feat=8", "generator.num_block=1", "generator.num_grow_ch=4", "crop_size=32",
         "batch_size=2", "val_crop=32", "synthetic.val_samples=2", "log_every=2", "val_every=1000000",
         "checkpoint_every=1000000", "synthetic_workers=0"]
 
@@ -251,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=6.0, help="train: the whole mode's budget (default 6)")
     parser.add_argument("--bench-seconds", type=float, default=170, help="bench: time limit (default 170)")
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (the CPU rehearsal)")
-    parser.add_argument("--config", default="gpu", help="training config name or file (default: gpu)")
+    parser.add_argument("--config", default="gpu_video",
+                        help="training config name or file (default: gpu_video, the chosen video "
+                             "recipe; gpu: the single-frame one)")
     parser.add_argument("--tiny", action="store_true", help="tiny network, crops and clip: the CPU rehearsal")
     args = parser.parse_args(argv)
     if not (args.bundle / "photos").is_dir():

@@ -63,6 +63,9 @@ def test_the_gpu_procedure_runs_end_to_end_on_the_cpu(tmp_path):
     assert evaluation["evaluations"]["rendered"]["sharp_check"]["pairs"] == 4
     for name in ("model.safetensors", "train_log.csv", "sheet.png"):
         assert (out / name).stat().st_size > 0, name
+    from models.checkpoint import load_generator
+    trained = load_generator(out / "model.safetensors").config
+    assert (trained.in_frames, trained.motion) == (3, "flow"), "the chosen video recipe"
     assert (out / "throughput.json").is_file()
     # the device tool brings back at most 8 files
     assert len(list(out.iterdir())) <= 8

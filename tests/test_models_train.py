@@ -90,7 +90,7 @@ def test_shipped_configs_load_by_name_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert load_config("tiny", ["data=p", "out=r"]) == load_config(TINY_YAML, ["data=p", "out=r"])
     assert load_config("default", ["out=r", "synthetic.photos=[x]"]).synthetic.fraction == 1.0
-    with pytest.raises(ConfigError, match="shipped configs: default, default_gan, gpu, tiny"):
+    with pytest.raises(ConfigError, match="shipped configs: default, default_gan, gpu, gpu_video, tiny, video"):
         load_config("defualt", ["data=p", "out=r"])
 
 
