@@ -121,6 +121,12 @@ def _one_thread(_worker: int) -> None:
     torch.set_num_threads(1)  # a loader worker shares the cores with the training process
 
 
+# Idle render-worker cores that earn the network an extra thread: with each sample used once
+# (workers busy ~57 %) an extra thread made the step 20 % slower on 2 cores, at ~30 % busy 3-8 %
+# faster; measurement noise must not tip the first case over.
+_IDLE_FOR_A_THREAD = 2 / 3
+
+
 def split_cores(render_seconds: float, step_seconds: float, cores: int) -> tuple[int, int]:
     """(render workers, network threads) that keep both busy on ``cores`` cores.
 
@@ -132,7 +138,7 @@ def split_cores(render_seconds: float, step_seconds: float, cores: int) -> tuple
     The cores are shared in proportion to the work, at least one each: on 2 cores one
     worker renders while the network runs on the other; on 32, ~13 render for a network
     whose step costs 1.5x the rendering. With one core, the step renders its own batch.
-    Where the workers would idle half a core or more (cheap rendering, or samples reused),
+    Where the workers would idle two thirds of a core or more (cheap rendering, or samples reused),
     the network gets one thread more: on 2 cores with each sample serving 2 steps, 0.195-0.205 s
     per step instead of 0.212 (docs/benchmarks.md).
     """
@@ -142,7 +148,7 @@ def split_cores(render_seconds: float, step_seconds: float, cores: int) -> tuple
     workers = min(cores - 1, _MAX_RENDER_WORKERS, max(1, round(cores * share)))
     threads = cores - workers
     idle = workers - render_seconds / max(step_seconds / threads, 1e-9)
-    return workers, threads + (idle >= 0.5)
+    return workers, threads + (idle >= _IDLE_FOR_A_THREAD)
 
 
 class TrainingBatches:

@@ -217,7 +217,8 @@ def test_video_training_with_reuse_is_the_same_run_resumed_or_on_another_worker_
 @pytest.mark.parametrize("render, step, cores, expected", [
     (0.16, 0.24, 2, (1, 1)),    # this VM: one core renders while the other trains
     (0.05, 1.0, 2, (1, 2)),     # rendering is cheap: the worker's idle core trains too
-    (0.08, 0.21, 2, (1, 2)),    # each sample serving 2 steps (synthetic.reuse: 2)
+    (0.06, 0.21, 2, (1, 2)),    # each sample serving 2 steps (synthetic.reuse: 2)
+    (0.10, 0.21, 2, (1, 1)),    # workers busy half the time: an extra thread would cost
     (0.16, 0.24, 1, (0, 1)),    # one core: the step renders its own samples
     (0.2, 0.8, 16, (3, 13)),    # shared in proportion to the work
     (1.0, 0.2, 32, (8, 24)),    # at most 8 render workers
