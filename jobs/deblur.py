@@ -33,6 +33,7 @@ from pipeline.cluster import ParallelConfig
 from pipeline.parallel import WorkerPool
 from pipeline.scheduler import VideoOutcome, VideoRequest
 from pipeline.restorer import load_model
+from unsmear.files import ReplaceError
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def _deblur_frame_folders(folders: list[Path], in_dir: Path, out_dir: Path, *, l
             output.parent.mkdir(parents=True, exist_ok=True)
             remove_dead_leftovers(output)
             result = process_images(source, output, config=config, model=generator)
-        except PipelineError as exc:
+        except (PipelineError, ReplaceError) as exc:  # this folder fails; the others go on
             ledger.record(item, ledger_states.FAILED, settings, source, error=str(exc))
             rows[item] = Row(item=item, output=str(output), status=FAILED, error=str(exc))
             log.warning("%s", exc)

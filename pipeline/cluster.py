@@ -14,12 +14,15 @@ from dataclasses import dataclass
 import ray
 
 from pipeline.errors import PipelineError
+from unsmear.cli_conventions import RELOGGED
 
 log = logging.getLogger(__name__)
 
 # A new, private Ray instance on this machine (ray.init(address=None) would instead join the
 # last cluster `ray start` left behind, perhaps someone else's).
 LOCAL_RAY = "local"
+# Whether the Ray this process started forwards its workers' output (then log_again is silent).
+_forwarding = {"ray": False}
 # Failures that mean the worker (process or node) died, not that its task raised.
 WORKER_DIED = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
@@ -58,6 +61,7 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
     verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
     options = dict(logging_level=logging.INFO if verbose else logging.ERROR,
                    log_to_driver=verbose)
+    _forwarding["ray"] = verbose
     try:
         if address is None:
             ray.init(address=LOCAL_RAY, num_cpus=num_cpus, include_dashboard=False, **options)
@@ -96,9 +100,12 @@ def collected_warnings() -> Iterator[list[tuple[str, str]]]:
 
 
 def log_again(warnings: Iterable[tuple[str, str]]) -> None:
-    """In the driver: log a worker's collected warnings under their own loggers' names."""
+    """In the driver: log a worker's collected warnings under their own loggers' names (not
+    when this process started Ray forwarding the workers' output itself: -v)."""
+    if _forwarding["ray"]:
+        return
     for name, message in warnings:
-        logging.getLogger(name).warning("%s", message)
+        logging.getLogger(name).warning("%s", message, extra={RELOGGED: True})
 
 
 def local_cpus(workers: int, cpus_per_worker: float) -> int:

@@ -11,6 +11,8 @@ from pipeline.errors import PipelineError, RunFailedError
 
 # FFmpeg's output on failure is long; the last lines say what went wrong.
 FFMPEG_ERROR_LINES = 3
+# Every command: no banner, no reading of stdin (a job in the background would stop), errors only.
+QUIET_ARGS = ("-hide_banner", "-nostdin", "-loglevel", "error")
 
 
 def ffmpeg_exe() -> str:

@@ -1,7 +1,8 @@
 """Outputs: the checks before anything is written, hidden working files beside an output named
 after the process that owns them, and the removal of those that dead runs left behind.
 
-Every run writes ``.NAME.partial-PID.EXT`` (and, on Ray, a ``.NAME.segments-PID-ID`` folder)
+Every run writes ``.NAME.partial-PID.EXT`` (``.NAME.partial-PID-TAG.EXT`` for a second file,
+such as the aspect-ratio remux; on Ray, a ``.NAME.segments-PID-ID`` folder)
 and renames or removes it when it ends. A run killed with SIGKILL, or a machine that lost
 power, cannot; the next run for the same output removes what belongs to processes that no
 longer exist, and never touches the files of a run still going.
@@ -66,7 +67,7 @@ def remove_dead_leftovers(output: Path) -> int:
     if not folder.is_dir():
         return 0
     stem, suffix = re.escape(output.stem), re.escape(output.suffix)
-    owned = re.compile(rf"\.{stem}\.(?:partial-(\d+){suffix}|segments-(\d+)(?:-[0-9a-f]+)?)")
+    owned = re.compile(rf"\.{stem}\.(?:partial-(\d+)(?:-[a-z]+)?{suffix}|segments-(\d+)(?:-[0-9a-f]+)?)")
     removed = 0
     for entry in folder.iterdir():
         match = owned.fullmatch(entry.name)

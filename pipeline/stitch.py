@@ -12,7 +12,7 @@ import av
 import ffmpeg
 
 from pipeline.errors import RunFailedError
-from pipeline.ffmpeg_cli import run_ffmpeg
+from pipeline.ffmpeg_cli import QUIET_ARGS, run_ffmpeg
 from pipeline.segments import SegmentResult
 from pipeline.video_reader import VideoInfo
 from pipeline.video_writer import MATROSKA_FAMILY, MOV_FAMILY
@@ -87,8 +87,7 @@ def stitch(results: list[SegmentResult], info: VideoInfo, output: Path, *,
         # As VideoWriter does: a non-zero start time is an edit list in the movie time scale,
         # exact only in the video's own.
         options["movie_timescale"] = info.time_base.denominator
-    command = ffmpeg.output(*streams, str(output), **options).global_args(
-        "-hide_banner", "-nostdin", "-loglevel", "error")
+    command = ffmpeg.output(*streams, str(output), **options).global_args(*QUIET_ARGS)
     run_ffmpeg(command, f"{name.name}: joining the segments failed", RunFailedError)
     return _check_stitched(results, info, output, name)
 
@@ -101,7 +100,7 @@ def check_copyable(info: VideoInfo, output: Path, workdir: Path) -> None:
     scratch = workdir / f"streams-check{output.suffix}"
     source = ffmpeg.input(str(info.path))
     command = ffmpeg.output(source["a?"], source["s?"], str(scratch), c="copy", t=0.1,
-                            ).global_args("-hide_banner", "-nostdin", "-loglevel", "error")
+                            ).global_args(*QUIET_ARGS)
     try:
         run_ffmpeg(command, f"{output.name}: the input's audio/subtitle streams "
                              f"({', '.join(info.copied_streams)}) cannot be copied into this "

@@ -56,6 +56,7 @@ INTERLACED_FIELD_ORDERS = frozenset({FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT})
 # decodes older builds' streams their way once it reads the version note ("x264 - core NNN").
 X264_FIXED_444_CORE = 151
 _X264_NOTE = re.compile(rb"x264 - core (\d+)")
+H264_444_PROFILE = "High 4:4:4"  # "High 4:4:4 Predictive" and "High 4:4:4 Intra" (profile_idc 244)
 
 
 @dataclass(frozen=True)
@@ -78,15 +79,17 @@ class VideoInfo:
     copied_streams: tuple[str, ...] = field(default=())  # "audio:aac", "subtitle:subrip", ...
     sample_aspect_ratio: Fraction | None = None  # pixel shape as stated (32/27 for 16:9 DVD, 1), None if unset
     field_order: int = FIELD_UNKNOWN  # FFmpeg's AVFieldOrder: interlaced (TT, BB, TB, BT) or not
+    profile: str | None = None   # the codec's profile, e.g. "High", "High 4:4:4 Predictive"
     x264_core: int | None = None  # H.264 from x264: the build its version note names
 
     @property
     def decode_threads_safe(self) -> bool:
-        """Whether FFmpeg decodes the same frames with threads as without. Not for H.264 from
-        x264 builds before core 151: FFmpeg copies their 4:4:4 intra prediction once it has
-        read the version note in the first frame, and its threads pick that up unreliably
-        (seen here: 30-34 of 48 frames different, from run to run)."""
-        return self.x264_core is None or self.x264_core >= X264_FIXED_444_CORE
+        """Whether FFmpeg decodes the same frames with threads as without. Not for 4:4:4
+        H.264 from x264 builds before core 151: FFmpeg copies their lossless intra prediction
+        once it has read the version note in the first frame, and its threads pick that up
+        unreliably (seen here: 30-34 of 48 frames different, from run to run)."""
+        return (self.x264_core is None or self.x264_core >= X264_FIXED_444_CORE
+                or not (self.profile or "").startswith(H264_444_PROFILE))
 
     @property
     def interlaced(self) -> bool:
@@ -276,6 +279,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             sample_aspect_ratio=_sample_aspect_ratio(stream),
             # Set by the container (Matroska, QuickTime) or, while probing, by the decoder.
             field_order=ctx.field_order or FIELD_UNKNOWN,
+            profile=ctx.profile or None,
             x264_core=_x264_core(container, stream) if ctx.name == "h264" else None,
         )
     finally:
@@ -552,9 +556,10 @@ def _x264_core(container, stream) -> int | None:  # noqa: ANN001 - PyAV objects
 
 def _sample_aspect_ratio(stream) -> Fraction | None:  # noqa: ANN001 - a PyAV video stream
     """The stream's sample (pixel) aspect ratio as stated (1 for square pixels said to be
-    square), or None where nothing states it: the codec's (H.264's VUI, ...), else the
-    container's (Matroska's display size, the only place VP9 and AV1 have)."""
-    for sar in (stream.codec_context.sample_aspect_ratio, stream.sample_aspect_ratio):
+    square), or None where nothing states it: as FFmpeg guesses it, the container's first
+    (Matroska's display size, QuickTime's pasp: what a retag with -aspect changes), else the
+    codec's (H.264's VUI, ...)."""
+    for sar in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
         if sar and sar.numerator:
             return Fraction(sar)
     return None

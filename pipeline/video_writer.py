@@ -31,8 +31,9 @@ import numpy as np
 from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_reformatter
 from pipeline.config import EncoderSettings
 from pipeline.errors import PipelineError, RunFailedError
-from pipeline.ffmpeg_cli import run_ffmpeg
+from pipeline.ffmpeg_cli import QUIET_ARGS, run_ffmpeg
 from pipeline.video_reader import FIELD_BB, FIELD_TT, VideoInfo
+from unsmear.files import partial_path
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,9 @@ AVI_ADTS_TAG = "\x10\x16\x00\x00"  # WAVE_FORMAT_MPEG_ADTS_AAC, 0x1610 little-en
 # Encoders that code interlaced frames field-aware (interlaced DCT and motion estimation) when
 # asked; the others code the woven frame as one picture, still flagged interlaced.
 INTERLACED_ENCODERS = {"libx264", "mpeg2video", "mpeg4"}
-# Codecs whose streams have no field for the pixel aspect ratio (H.264, HEVC, MPEG-4 have one):
-# only the container can state it.
-NO_CODED_ASPECT = {"vp8", "vp9", "av1"}
+# Codecs whose streams state the pixel aspect ratio themselves; for the others (VP8, VP9, AV1,
+# FFV1, raw video, ...) only the container can.
+CODED_ASPECT = {"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video", "vvc"}
 
 
 def default_output_suffix(input_path: Path) -> str:
@@ -390,10 +391,10 @@ class VideoWriter:
         codec = ctx.codec.canonical_name  # "mp3", where the decoder is "mp3float"
         if self._container_name() not in FRAME_SLOT_FORMATS or codec not in AVI_FRAMED_AUDIO:
             return None
+        if codec == "aac" and ctx.profile != "LC":
+            return None  # HE-AAC's frames hold 2048 samples: the encoder's header would say 1024
         # AAC in ADTS framing has no extradata: every packet carries its header.
         adts = codec == "aac" and not ctx.extradata
-        if codec == "aac" and ctx.profile != "LC" and not adts:
-            return None
         # A rate the encoder refuses (a nominal one from a VBR header) only loses the header's
         # byte rate, a hint for players; an encoder that won't open leaves the plain copy.
         for bit_rate in dict.fromkeys((ctx.bit_rate or 0, 0)):
@@ -588,22 +589,23 @@ class VideoWriter:
 
     def _aspect_in_container_only(self) -> bool:
         """Whether the pixel shape has to be stated by the container (Matroska's display size)
-        because the codec's stream has no place for it (VP8, VP9, AV1)."""
+        because the codec's stream has no place for it (VP9, AV1, FFV1...). A stream copy
+        of the output: cheap beside encoding it."""
         return (self.info.sample_aspect_ratio is not None
                 and self._container_name().split(",")[0] in MATROSKA_FAMILY
-                and av.codec.Codec(self.codec, "w").canonical_name in NO_CODED_ASPECT)
+                and av.codec.Codec(self.codec, "w").canonical_name not in CODED_ASPECT)
 
     def _state_aspect(self) -> None:
         """Rewrite the finished file (stream copy) with its display size: Matroska takes it from
         the stream's aspect ratio, which PyAV can't set. It is rounded to whole pixels there."""
         sar = self.info.sample_aspect_ratio
         dar = sar * Fraction(self.info.width, self.info.height)
-        restated = self.path.with_name(f".aspect-{self.path.name}")
+        # A name remove_dead_leftovers knows, should this process die meanwhile.
+        restated = partial_path(self.path.with_name(self.output_name.name), tag="aspect")
         command = ffmpeg.output(ffmpeg.input(str(self.path)), str(restated), map=0, c="copy",
                                 aspect=f"{dar.numerator}:{dar.denominator}",
                                 copyts=None, avoid_negative_ts="disabled", map_metadata=0,
-                                map_chapters=0).global_args(
-            "-hide_banner", "-nostdin", "-loglevel", "error")
+                                map_chapters=0).global_args(*QUIET_ARGS)
         try:
             run_ffmpeg(command, f"{self.output_name.name}: stating the pixel aspect ratio failed")
             os.replace(restated, self.path)

@@ -147,7 +147,7 @@ def test_run_keeps_the_traceback_of_a_bug():
         run(_raise(ZeroDivisionError()), verbose=False, user_errors=(_Mistake,))
 
 
-def test_warnings_print_above_the_progress_bar_and_once(monkeypatch):
+def test_warnings_print_above_the_progress_bar(monkeypatch):
     import io
     import logging
 
@@ -165,11 +165,46 @@ def test_warnings_print_above_the_progress_bar_and_once(monkeypatch):
     try:
         with tqdm(total=10, desc="clip.mp4", file=stderr) as bar:
             bar.update(3)
-            for _ in range(3):  # as every segment of a video may say it
-                logger.warning("clip.mp4: the input is damaged")
+            logger.warning("clip.mp4: the input is damaged")
             bar.update(3)
+        shown = stderr.getvalue()
+        # A bar still waiting for its delay (a run's, before its first video is planned).
+        with tqdm(total=5, desc="not-yet-shown", file=stderr, delay=float("inf")):
+            logger.warning("the Ray cluster has 1 CPU(s) free right now")
     finally:
         logger.removeHandler(console)
         logger.propagate = True
-    pieces = [p for p in re.split(r"[\r\n]", stderr.getvalue()) if "WARNING" in p]
+    pieces = [p for p in re.split(r"[\r\n]", shown) if "WARNING" in p]
     assert pieces == ["WARNING unsmear.test_console: clip.mp4: the input is damaged"]
+    assert stderr.getvalue()[len(shown):] == (
+        "WARNING unsmear.test_console: the Ray cluster has 1 CPU(s) free right now\n")
+
+
+def test_a_workers_repeated_warning_prints_once_and_the_drivers_own_each_time(monkeypatch):
+    import io
+    import logging
+
+    from pipeline.cluster import collected_warnings, log_again
+    from unsmear.cli_conventions import LOG_FORMAT, ConsoleHandler
+
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    console = ConsoleHandler()
+    console.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    with collected_warnings() as warnings:  # in a Ray worker
+        logging.getLogger("pipeline.video_reader").warning("clip.ts: the input is damaged")
+    assert warnings == [("pipeline.video_reader", "clip.ts: the input is damaged")]
+    root.addHandler(console)  # the driver's
+    try:
+        log_again(warnings)
+        log_again(warnings)  # the next segment's worker
+        driver = logging.getLogger("pipeline.scheduler")
+        driver.warning("clip.ts: redoing segment 2")
+        driver.warning("clip.ts: redoing segment 2")  # the driver's own events: each time
+    finally:
+        root.removeHandler(console)
+    assert stderr.getvalue().splitlines() == [
+        "WARNING pipeline.video_reader: clip.ts: the input is damaged",
+        "WARNING pipeline.scheduler: clip.ts: redoing segment 2",
+        "WARNING pipeline.scheduler: clip.ts: redoing segment 2"]

@@ -235,11 +235,12 @@ def test_threaded_colour_conversion_gives_the_same_file(tmp_path, identity_model
 
 
 @pytest.mark.parametrize("sar", [Fraction(32, 27), Fraction(1)])
-@pytest.mark.parametrize("suffix,segments", [(".mp4", 1), (".mkv", 1), (".webm", 1),
-                                             (".webm", 3)])
+@pytest.mark.parametrize("suffix,segments,codec", [(".mp4", 1, None), (".mkv", 1, None),
+                                                   (".webm", 1, None), (".webm", 3, None),
+                                                   (".mkv", 1, "ffv1")])
 def test_sample_aspect_ratio_is_written_as_the_input_states_it(tmp_path, identity_model,
                                                                monkeypatch, suffix, segments,
-                                                               sar):
+                                                               codec, sar):
     """720x480-style footage with a 32:27 SAR stays 16:9 on screen (it used to come out 3:2,
     and unset in WebM); a stated 1:1 stays stated (it used to come out unset in MP4 and
     WebM). In one pass and in joined segments, every timestamp kept."""
@@ -259,8 +260,10 @@ def test_sample_aspect_ratio_is_written_as_the_input_states_it(tmp_path, identit
             container.mux(stream.encode(frame.reformat(format="yuv420p")))
         container.mux(stream.encode())
     assert probe(source).sample_aspect_ratio == sar
-    out = process_video(source, tmp_path / f"out{suffix}", config=QUIET, model=identity_model).output
-    if suffix == ".webm":  # VP9 has no field for it: Matroska's display size, whole pixels
+    config = QUIET if codec is None else ProcessConfig(progress=False,
+                                                       encoder=EncoderSettings(codec=codec))
+    out = process_video(source, tmp_path / f"out{suffix}", config=config, model=identity_model).output
+    if suffix == ".webm" or codec:  # no field for it in VP9, FFV1: Matroska's display size
         assert probe(out).sample_aspect_ratio == pytest.approx(sar, abs=1 / 64)
     else:
         assert probe(out).sample_aspect_ratio == sar

@@ -22,6 +22,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
@@ -118,10 +119,14 @@ def run(command: Callable[[], int], *, verbose: bool, user_errors: ErrorTypes,
         return EXIT_INTERRUPTED
 
 
+# Set on a log record that repeats a Ray worker's warning in the driver (pipeline.cluster).
+RELOGGED = "unsmear_relogged"
+
+
 class ConsoleHandler(logging.StreamHandler):
-    """Log messages on stderr, each on a line of its own above any progress bar (tqdm's bars
-    are cleared and drawn again around it), and each distinct warning once: a warning that
-    every segment or worker of a video repeats is printed for the first."""
+    """Log messages on stderr, each on a line of its own above the progress bars on screen
+    (cleared and drawn again around it). A worker's warning that was already printed (every
+    segment of a damaged video says so, and so does the driver) is not printed again."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
@@ -130,15 +135,24 @@ class ConsoleHandler(logging.StreamHandler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno >= logging.WARNING:
             key = (record.name, record.getMessage())
-            if key in self._warned:
+            if getattr(record, RELOGGED, False) and key in self._warned:
                 return
             self._warned.add(key)
         tqdm = sys.modules.get("tqdm")  # loaded by every command that draws a bar
         if tqdm is None:
             super().emit(record)
             return
-        with tqdm.tqdm.external_write_mode(file=self.stream):
+        with tqdm.tqdm.get_lock():
+            # Only bars already on screen: one still waiting for its delay (a run's bar before
+            # its first video is planned) would be drawn by the redraw.
+            shown = [bar for bar in list(getattr(tqdm.tqdm, "_instances", ()))
+                     if not bar.disable and getattr(bar, "fp", None) is not None
+                     and time.time() - getattr(bar, "start_t", 0) >= getattr(bar, "delay", 0)]
+            for bar in shown:
+                bar.clear(nolock=True)
             super().emit(record)
+            for bar in shown:
+                bar.refresh(nolock=True)
 
 
 def _report(exc: BaseException, status: int) -> int:

@@ -31,10 +31,12 @@ def replace(partial: Path, path: Path) -> None:
                            f"was") from exc
 
 
-def partial_path(path: Path) -> Path:
-    """Where this process writes ``path`` before renaming it into place."""
+def partial_path(path: Path, *, tag: str = "") -> Path:
+    """Where this process writes ``path`` before renaming it into place; ``tag`` names a
+    second such file of the same process (``.NAME.partial-PID-TAG.EXT``)."""
     path = Path(path)
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    suffix = f"-{tag}" if tag else ""
+    return path.with_name(f".{path.stem}.partial-{os.getpid()}{suffix}{path.suffix}")
 
 
 @contextmanager
