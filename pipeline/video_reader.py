@@ -56,6 +56,8 @@ INTERLACED_FIELD_ORDERS = frozenset({FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT})
 # decodes older builds' streams their way once it reads the version note ("x264 - core NNN").
 X264_FIXED_444_CORE = 151
 _X264_NOTE = re.compile(rb"x264 - core (\d+)")
+# Layouts hardware decoders hand frames over in (semi-planar): same samples as yuv420p & co.
+HW_TRANSFER_FORMATS = frozenset({"nv12", "nv21", "p010le", "p016le", "nv16", "nv24"})
 H264_444_PROFILE = "High 4:4:4"  # "High 4:4:4 Predictive" and "High 4:4:4 Intra" (profile_idc 244)
 
 
@@ -487,6 +489,11 @@ class FrameReader:
 
     def _to_rgb(self, frame: av.VideoFrame, rgb_format: str) -> np.ndarray:
         info = self.info
+        if frame.format.name in HW_TRANSFER_FORMATS and frame.format.name != info.pix_fmt:
+            # A hardware decoder's frame (NVDEC gives NV12): first into the stream's own
+            # planar layout (the same samples, moved), so the RGB is exactly a software
+            # decode's, as the straight-decode check between machines needs.
+            frame = frame.reformat(format=info.pix_fmt)
         size = {}
         if frame.width != info.width or frame.height != info.height:
             # An encoder cannot change size mid-stream; keep every frame at the first size.
