@@ -154,6 +154,7 @@ class Run:
         self.exhausted = False
         self.done_before = 0        # frames of segments finished by earlier runs (resumed)
         self.stopping = False
+        self.checking: list[Video] = []  # every segment done, waiting for the straight decode
         # Shown from the first planned video on: a bar made before knows no total and would
         # leave a stray "0frame" line behind.
         self.bar = tqdm(total=0, unit="frame", desc=description or None, disable=not progress,
@@ -162,11 +163,15 @@ class Run:
     def execute(self) -> list[VideoOutcome]:
         try:
             while not self.stopping:
+                self._finish_checked()
                 self._fill_queue()
                 self._dispatch()
                 if not self.in_flight:
                     if self.queue:
                         raise RunFailedError("every Ray worker died; nothing is left to run on")
+                    if self.checking:
+                        time.sleep(PROGRESS_POLL_S)  # only straight decodes left to wait for
+                        continue
                     if self.exhausted:
                         break
                     continue
@@ -214,7 +219,7 @@ class Run:
             self.bar.delay = 0
             self.bar.refresh()
             if len(video.results) == len(video.segments):
-                self._finish(video)  # every segment was finished by an earlier run
+                self._finish_when_checked(video)  # every segment was finished by an earlier run
 
     def _plan(self, request: VideoRequest) -> Video:
         pool = self.pool
@@ -318,6 +323,19 @@ class Run:
         if video.resume is not None and generation == 0:
             video.resume.record(result)
         if len(video.results) == len(video.segments):
+            self._finish_when_checked(video)
+
+    def _finish_when_checked(self, video: Video) -> None:
+        """Join the video now, or once its straight decode is done: waiting for it here
+        would leave every worker idle meanwhile (other videos' segments go on)."""
+        if video.straight is None or video.straight.done():
+            self._finish(video)
+        else:
+            self.checking.append(video)
+
+    def _finish_checked(self) -> None:
+        for video in [v for v in self.checking if v.straight is None or v.straight.done()]:
+            self.checking.remove(video)
             self._finish(video)
 
     def _worker_died(self, actor) -> None:

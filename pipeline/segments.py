@@ -416,6 +416,10 @@ class StraightDecode:
             frames.close()
         return digests
 
+    def done(self) -> bool:
+        """Whether the straight decode has finished (or failed): :meth:`check` won't wait."""
+        return self._digests.done()
+
     def check(self, results: list[SegmentResult]) -> None:
         """Wait for the straight decode; raise SegmentMismatch unless ``results`` (every
         segment, in order) hold exactly its frames. A damaged input raises as it would in
