@@ -82,7 +82,7 @@ class VideoInfo:
     sample_aspect_ratio: Fraction | None = None  # pixel shape as stated (32/27 for 16:9 DVD, 1), None if unset
     field_order: int = FIELD_UNKNOWN  # FFmpeg's AVFieldOrder: interlaced (TT, BB, TB, BT) or not
     profile: str | None = None   # the codec's profile, e.g. "High", "High 4:4:4 Predictive"
-    x264_core: int | None = None  # H.264 from x264: the build its version note names
+    x264_core: int | None = None  # 4:4:4 H.264 from x264: the build its version note names
 
     @property
     def decode_threads_safe(self) -> bool:
@@ -282,7 +282,10 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             # Set by the container (Matroska, QuickTime) or, while probing, by the decoder.
             field_order=ctx.field_order or FIELD_UNKNOWN,
             profile=ctx.profile or None,
-            x264_core=_x264_core(container, stream) if ctx.name == "h264" else None,
+            # Only where it matters (the note is read from the first packet: more I/O).
+            x264_core=(_x264_core(container, stream)
+                       if ctx.name == "h264" and (ctx.profile or "").startswith(H264_444_PROFILE)
+                       else None),
         )
     finally:
         container.close()
@@ -566,7 +569,5 @@ def _sample_aspect_ratio(stream) -> Fraction | None:  # noqa: ANN001 - a PyAV vi
     square), or None where nothing states it: as FFmpeg guesses it, the container's first
     (Matroska's display size, QuickTime's pasp: what a retag with -aspect changes), else the
     codec's (H.264's VUI, ...)."""
-    for sar in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
-        if sar and sar.numerator:
-            return Fraction(sar)
-    return None
+    sar = stream.sample_aspect_ratio  # av_guess_sample_aspect_ratio: container, else codec
+    return Fraction(sar) if sar and sar.numerator else None

@@ -198,8 +198,9 @@ def test_old_x264_is_decoded_the_same_every_time(old_x264):
         default = [f.rgb for f in FrameReader(old_x264, accept_damaged=True).frames()]
         assert len(default) == 48
         assert all(np.array_equal(a, b) for a, b in zip(straight, default))
-    clip = make_clip(old_x264.parent / "new.mp4", frames=4)
+    clip = make_clip(old_x264.parent / "new444.mp4", frames=4, pix_fmt="yuv444p")
     assert probe(clip.path).x264_core >= X264_FIXED_444_CORE
+    assert probe(make_clip(old_x264.parent / "new420.mp4", frames=4).path).x264_core is None
 
 
 def test_segments_that_decode_differently_after_a_seek_are_refused(old_x264, tmp_path):
