@@ -38,10 +38,10 @@ from unsmear.files import partial_path
 log = logging.getLogger(__name__)
 
 # Per-codec quality defaults: visually lossless-ish, what a restoration user expects.
-DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 24, "libsvtav1": 28}
+DEFAULT_CRF = {"libx264": 18, "libx264rgb": 18, "libx265": 20, "libvpx-vp9": 24, "libsvtav1": 28}
 # The CRF values each encoder accepts (x264/x265 clamp silently; VP9 and SVT-AV1 fail late).
-CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libsvtav1": (0, 63)}
-DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8", "libvpx-vp9": "medium"}
+CRF_RANGE = {"libx264": (0, 51), "libx264rgb": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libsvtav1": (0, 63)}
+DEFAULT_PRESET = {"libx264": "medium", "libx264rgb": "medium", "libx265": "medium", "libsvtav1": "8", "libvpx-vp9": "medium"}
 # x264's preset names, mapped onto the speed knobs of encoders that have no presets of their own.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow", "placebo")
@@ -73,7 +73,7 @@ AVI_FRAMED_AUDIO = {"ac3", "mp2", "mp3", "aac"}
 AVI_ADTS_TAG = "\x10\x16\x00\x00"  # WAVE_FORMAT_MPEG_ADTS_AAC, 0x1610 little-endian
 # Encoders that code interlaced frames field-aware (interlaced DCT and motion estimation) when
 # asked; the others code the woven frame as one picture, still flagged interlaced.
-INTERLACED_ENCODERS = {"libx264", "mpeg2video", "mpeg4"}
+INTERLACED_ENCODERS = {"libx264", "libx264rgb", "mpeg2video", "mpeg4"}
 # Codecs whose streams state the pixel aspect ratio themselves; for the others (VP8, VP9, AV1,
 # FFV1, raw video, ...) only the container can.
 CODED_ASPECT = {"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video", "vvc"}
@@ -101,7 +101,10 @@ def choose_codec(settings: EncoderSettings, info: VideoInfo, output: Path) -> st
     if output.suffix.lower() == ".avi":
         # H.264 in AVI reads back one frame late (AVI has no pts); MPEG-4 Part 2 is native there.
         return "mpeg4"
-    return "libx265" if info.bit_depth > 8 else "libx264"
+    if info.bit_depth > 8:
+        return "libx265"  # which also keeps high-bit-depth RGB (gbrp10le/12le)
+    # RGB in, RGB out: through YUV, even 4:4:4, the round trip alone costs 8-bit RGB ~0.5 levels.
+    return "libx264rgb" if _is_rgb(info.pix_fmt) else "libx264"
 
 
 def choose_pix_fmt(codec: str, settings: EncoderSettings, info: VideoInfo) -> str:
@@ -116,14 +119,24 @@ def choose_pix_fmt(codec: str, settings: EncoderSettings, info: VideoInfo) -> st
         return info.pix_fmt
     odd = info.width % 2 or info.height % 2
     wanted = [info.pix_fmt]
+    rgb = _is_rgb(info.pix_fmt)
+    if rgb:  # the same RGB in another layout, else full chroma
+        wanted += ["gbrp", "rgb24", "bgr0"] if info.bit_depth <= 8 else ["gbrp12le", "gbrp10le", "gbrp16le"]
     if info.bit_depth > 8:
-        wanted += ["yuv444p10le" if odd else "yuv420p10le", "yuv420p10le"]
+        wanted += ["yuv444p10le" if odd or rgb else "yuv420p10le", "yuv420p10le"]
     # 4:2:0 needs even sizes in x264/x265; 4:4:4 keeps an odd size exact instead of cropping.
-    wanted += ["yuv444p", "yuv420p"] if odd else ["yuv420p", "yuv444p"]
+    wanted += ["yuv444p", "yuv420p"] if odd or rgb else ["yuv420p", "yuv444p"]
     for name in wanted:
-        if name in supported and not (odd and _subsampled(name) and codec in ("libx264", "libx265")):
+        if name in supported and not (odd and _subsampled(name) and codec in ("libx264", "libx264rgb", "libx265")):
             return name
     return supported[0]
+
+
+def _is_rgb(pix_fmt: str) -> bool:
+    try:
+        return av.VideoFormat(pix_fmt).is_rgb
+    except (ValueError, av.error.FFmpegError):
+        return False
 
 
 def _subsampled(pix_fmt: str) -> bool:
@@ -351,7 +364,7 @@ class VideoWriter:
             options["x265-params"] = "log-level=error"
         if self.info.interlaced and codec in INTERLACED_ENCODERS:
             options["flags"] = options.get("flags", "") + "+ilme+ildct"
-        if self.info.interlaced and codec == "libx264" and not self.info.top_field_first:
+        if self.info.interlaced and codec in ("libx264", "libx264rgb") and not self.info.top_field_first:
             # x264 follows each frame's field order, but writes the stream's (which TS and MP4
             # readers report) from the order it was opened with: top first unless told.
             options["x264-params"] = "bff=1"

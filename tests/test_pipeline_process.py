@@ -100,6 +100,26 @@ def test_codecs_and_pixel_formats(tmp_path, identity_model, name, codec, pix_fmt
     assert min(psnr(x, y) for x, y in zip(a, b)) > 30.0
 
 
+@pytest.mark.parametrize("name, codec, pix_fmt, options, out_codec, out_fmt", [
+    ("rgb.mkv", "libx264rgb", "rgb24", {"qp": "0"}, "h264", "gbrp"),
+    ("rgb.mp4", "libx264rgb", "bgr0", {"qp": "0"}, "h264", "gbrp"),
+    ("rgb10.mkv", "ffv1", "gbrp10le", None, "hevc", "gbrp10le"),
+])
+def test_rgb_video_stays_rgb(tmp_path, identity_model, name, codec, pix_fmt, options, out_codec, out_fmt):
+    """RGB in, RGB out: through YUV, even 4:4:4, the round trip alone would change the
+    pictures; lossless settings keep every pixel of an RGB source exactly."""
+    clip = make_clip(tmp_path / name, frames=6, codec=codec, pix_fmt=pix_fmt, options=options)
+    config = ProcessConfig(progress=False, encoder=EncoderSettings(crf=0, preset="ultrafast"))
+    out = process_video(clip.path, config=config, model=identity_model).output
+    info = probe(out)
+    assert (info.codec, info.pix_fmt) == (out_codec, out_fmt)
+    assert read_timestamps(out) == read_timestamps(clip.path)
+    if info.bit_depth == 8:  # x264 at CRF 0 is lossless; x265 at CRF 0 is not
+        assert all(np.array_equal(a, b) for a, b in zip(_frames(clip.path), _frames(out)))
+    else:
+        assert min(psnr(a, b) for a, b in zip(_frames(clip.path), _frames(out))) > 45.0
+
+
 def test_multi_frame_model_restores_every_frame_once(tmp_path):
     clip = make_clip(tmp_path / "clip.mp4", frames=11)
     model = make_identity_model(in_frames=3)
