@@ -141,8 +141,9 @@ def _restore(model: torch.nn.Module, frames: torch.Tensor, device: torch.device)
     that are the same on every machine); the flow to the neighbours is estimated from the
     frames for generators that take it, as the pipeline does."""
     sample = {"blurry": frames}
-    if getattr(model.config, "motion_channels", 0):
-        sample = add_motion(sample, MotionEstimator(model.config.in_frames))
+    estimator = MotionEstimator.for_generator(model.config)
+    if estimator is not None:
+        sample = add_motion(sample, estimator)
     return model(network_input(sample)[None].to(device)).float().clamp(0.0, 1.0)[0].cpu()
 
 

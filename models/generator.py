@@ -63,6 +63,7 @@ class GeneratorConfig:
     residual: bool = True  # output = centre input frame + learned correction
     num_ch: int = 3  # channels per frame (3 = RGB)
     motion: str = "none"  # none, flow, aligned or aligned+flow: how the flow to the neighbours is used (MOTION_INPUTS)
+    still_gate: bool = False  # a last motion channel (models.motion.moving_gate) scales the correction: still pixels kept
 
     def __post_init__(self) -> None:
         for name in ("num_feat", "num_block", "num_grow_ch", "num_ch", "in_frames", "downscale"):
@@ -84,11 +85,21 @@ class GeneratorConfig:
                              f"got {self.motion!r}")
         if self.motion != "none" and self.in_frames == 1:
             raise ValueError("GeneratorConfig.motion needs neighbours: set in_frames to 3 or more")
+        if not isinstance(self.still_gate, bool):
+            raise ValueError(f"GeneratorConfig.still_gate must be True or False, got {self.still_gate!r}")
+        if self.still_gate and (self.motion == "none" or not self.residual):
+            raise ValueError("GeneratorConfig.still_gate needs motion and a residual generator "
+                             "(it scales the correction added to the frame)")
+
+    @property
+    def flow_channels(self) -> int:
+        """Flow channels after the frames: (dx, dy) to each neighbour, 0 without motion."""
+        return 0 if self.motion == "none" else 2 * (self.in_frames - 1)
 
     @property
     def motion_channels(self) -> int:
-        """Flow channels after the frames: (dx, dy) to each neighbour, 0 without motion."""
-        return 0 if self.motion == "none" else 2 * (self.in_frames - 1)
+        """Channels after the frames: the flows, then the still gate if the model has one."""
+        return self.flow_channels + int(self.still_gate)
 
     @property
     def in_channels(self) -> int:
@@ -128,7 +139,7 @@ class RRDBNet(nn.Module):
         f, d = cfg.num_feat, cfg.downscale
         # Pixel-unshuffle folds each d x d patch of every frame into channels; flow features
         # are averaged over each patch instead (the motion is smooth at that scale).
-        flow_features = cfg.motion_channels if "flow" in cfg.motion else 0
+        flow_features = cfg.flow_channels if "flow" in cfg.motion else 0
         self.conv_first = nn.Conv2d(cfg.in_frames * cfg.num_ch * d * d + flow_features, f, 3, 1, 1)
         self.body = nn.Sequential(*(RRDB(f, cfg.num_grow_ch) for _ in range(cfg.num_block)))
         self.conv_body = nn.Conv2d(f, f, 3, 1, 1)
@@ -144,8 +155,9 @@ class RRDBNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x: (N, in_channels, H, W): ``in_frames`` frames of ``num_ch`` channels, float in
         [0, 1], oldest→newest (centre frame at channels [c*num_ch:(c+1)*num_ch], c =
-        in_frames//2), then ``motion_channels`` of flow in pixels, (dx, dy) from the centre
-        frame to each neighbour oldest first (:class:`models.motion.MotionEstimator`); any H, W.
+        in_frames//2), then ``flow_channels`` of flow in pixels, (dx, dy) from the centre
+        frame to each neighbour oldest first (:class:`models.motion.MotionEstimator`), then
+        with ``still_gate`` the share of the correction each pixel takes; any H, W.
 
         Returns (N, num_ch, H, W): the restored centre frame (not clamped).
         """
@@ -159,7 +171,8 @@ class RRDBNet(nn.Module):
         h, w = x.shape[-2:]
         c0 = cfg.centre_frame * cfg.num_ch
         centre = x[:, c0 : c0 + cfg.num_ch]  # (N, num_ch, H, W)
-        frames, flow = x[:, : cfg.in_frames * cfg.num_ch], x[:, cfg.in_frames * cfg.num_ch :]
+        f0 = cfg.in_frames * cfg.num_ch
+        frames, flow = x[:, :f0], x[:, f0 : f0 + cfg.flow_channels]
         if cfg.motion.startswith("aligned"):
             frames = align_neighbours(frames, flow, cfg.num_ch)
 
@@ -175,7 +188,7 @@ class RRDBNet(nn.Module):
                 flow = F.pad(flow, (0, pad_w, 0, pad_h), mode=mode) if flow.shape[1] else flow
             feat = F.pixel_unshuffle(feat, d)  # (N, C*d*d, H/d, W/d)
         if "flow" in cfg.motion:
-            pooled = F.avg_pool2d(flow, d) if d > 1 else flow  # (N, motion_channels, H/d, W/d)
+            pooled = F.avg_pool2d(flow, d) if d > 1 else flow  # (N, flow_channels, H/d, W/d)
             feat = torch.cat([feat, pooled.to(feat.dtype) / FLOW_NORM], dim=1)
 
         feat = self.conv_first(feat)  # (N, F, H/d, W/d)
@@ -187,6 +200,8 @@ class RRDBNet(nn.Module):
         out = self.conv_last(self.lrelu(self.conv_hr(feat)))  # (N, num_ch, H+pad, W+pad)
         if d > 1:
             out = out[..., :h, :w]
+        if cfg.still_gate:
+            out = out * x[:, -1:].to(out.dtype)  # still pixels (gate 0) keep the frame as it is
         if cfg.residual:
             out = out + centre
         return out

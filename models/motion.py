@@ -16,6 +16,11 @@ so the network sees at inference the flow it learnt from):
   scene cut, a flash) is dropped: it is replaced by the restored frame itself with zero
   motion, exactly what the first and last frames of a clip get (their missing neighbours
   are the edge frame replicated). Identical frames get zero flow without a flow call.
+* for generators with ``still_gate``, a last channel says how far each pixel moves
+  (:func:`moving_gate`): 0 where every neighbour shows it still (consistent flow under
+  ``STILL_BELOW`` px, also around any moving thing whose streak could reach it), 1 where it
+  moves by ``MOVING_ABOVE`` px or more, or where no neighbour can tell. With no motion there
+  is no motion blur: the generator leaves those pixels exactly as they came.
 
 Flow is in pixels of the full frame, (dx, dy): where a pixel of the restored frame is found
 in the neighbour. Generators that take motion get it as extra input channels after the
@@ -37,6 +42,23 @@ FLOW_PRESET = "medium"
 FLOW_DOWNSCALE = 2
 MIN_CONSISTENT = 0.5  # share of consistent pixels below which a neighbour counts as another shot
 MIN_FLOW_SIDE = 16  # frames smaller than this (after downscaling) get no flow: too little to match
+# A pixel whose motion to every neighbour is below STILL_BELOW px (full-resolution pixels)
+# is left alone, one moving by MOVING_ABOVE px or more is restored fully, linearly between:
+# a streak under half a pixel is invisible, and on still, noisy texture (sigma 2-4 levels)
+# DIS's vectors, averaged (:func:`_speed`), drift by up to ~0.7 px in flat areas
+# (benchmarks/still_background.py --noise, docs/benchmarks.md).
+STILL_BELOW = 0.5
+MOVING_ABOVE = 1.0
+# Grey levels (8-bit, local means over CHANGE_WINDOW px at the flow's resolution) by which
+# standing still must explain a neighbour better than the flow for a pixel to count as still
+# (:func:`_changed`).
+CHANGE_MARGIN = 0.5
+CHANGE_WINDOW = 5
+# A moving thing's streak reaches up to half its motion beyond where it is in the frame; the
+# gate opens that far around it, plus this margin (full-resolution pixels) for DIS's patches.
+GATE_MARGIN = 4
+GATE_SPREAD = 0.5
+MAX_GATE_REACH = 64  # px: the widest opening around a mover (the longest streaks we restore)
 
 
 class MotionEstimator:
@@ -44,17 +66,27 @@ class MotionEstimator:
 
     Args:
         in_frames: frames the generator stacks (odd); ``in_frames // 2`` neighbours each side.
+        still_gate: add the :func:`moving_gate` channel after the flows.
     """
 
-    def __init__(self, in_frames: int) -> None:
+    def __init__(self, in_frames: int, *, still_gate: bool = False) -> None:
         self.in_frames = in_frames
         self.context = in_frames // 2
+        self.still_gate = still_gate
         self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[FLOW_PRESET])
+
+    @classmethod
+    def for_generator(cls, config) -> MotionEstimator | None:
+        """The estimator a generator of ``config`` (:class:`GeneratorConfig`) needs, or None
+        for one that takes no motion."""
+        if not getattr(config, "motion_channels", 0):
+            return None
+        return cls(config.in_frames, still_gate=getattr(config, "still_gate", False))
 
     @property
     def channels(self) -> int:
-        """Motion channels per restored frame: (dx, dy) for each neighbour."""
-        return 2 * (self.in_frames - 1)
+        """Motion channels per restored frame: (dx, dy) for each neighbour, then the gate."""
+        return 2 * (self.in_frames - 1) + int(self.still_gate)
 
     def windows(self, frames: Sequence[np.ndarray], count: int) -> tuple[np.ndarray, np.ndarray]:
         """Motion for ``count`` restored frames of a run of consecutive frames.
@@ -68,7 +100,8 @@ class MotionEstimator:
                 each frame to stack, oldest first (a dropped neighbour points at the restored
                 frame itself);
             motion: (count, channels, H, W) float32, flow in pixels to each neighbour (oldest
-                first, the restored frame skipped), zero where it is not trustworthy.
+                first, the restored frame skipped), zero where it is not trustworthy; then,
+                with ``still_gate``, the :func:`moving_gate` in [0, 1].
         """
         c = self.context
         height, width = frames[0].shape[:2]
@@ -91,11 +124,14 @@ class MotionEstimator:
 
         order = np.tile(np.arange(self.in_frames), (count, 1)) + np.arange(count)[:, None]
         motion = np.zeros((count, self.channels, height, width), np.float32)
+        if self.still_gate:
+            motion[:, -1] = 1.0  # no neighbour to tell: restore as a single frame would
         if _flow_size(height, width) is None:
             return order, motion
         for i in range(count):
             centre = i + c
             slot = 0
+            speeds, unsure = [], []  # per informative neighbour: px moved; inconsistent and changed
             for offset in range(-c, c + 1):
                 if offset == 0:
                     continue
@@ -108,8 +144,85 @@ class MotionEstimator:
                     else:
                         motion[i, 2 * slot:2 * slot + 2] = _full_resolution(forward * ok[..., None],
                                                                           height, width)
+                        speed = _speed(forward, ok, width / forward.shape[1], height / forward.shape[0])
+                        changed = _changed(guide(centre), guide(neighbour), forward)
+                        speeds.append(np.where(ok, speed, 0.0) * changed)
+                        unsure.append(np.where(ok, 0.0, changed))
                 slot += 1
+            if self.still_gate and speeds:
+                motion[i, -1] = moving_gate(np.maximum.reduce(speeds), np.maximum.reduce(unsure),
+                                            height, width)
         return order, motion
+
+
+def _speed(flow: np.ndarray, ok: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """(h, w) float32: how far each pixel moves, in full-resolution pixels (``sx``, ``sy``
+    per flow pixel), from the flow averaged over ``CHANGE_WINDOW`` (consistent pixels only).
+    On a still, noisy picture DIS's vectors jitter by ~0.2 px in every direction and average
+    out; a thing that moves, moves its neighbourhood the same way."""
+    window = (CHANGE_WINDOW, CHANGE_WINDOW)
+    weight = cv2.blur(ok.astype(np.float32), window)
+    mean = [cv2.blur(flow[..., k] * ok, window) / np.maximum(weight, 1e-6) for k in (0, 1)]
+    return np.hypot(mean[0] * sx, mean[1] * sy)
+
+
+def _changed(a: np.ndarray, b: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """(h, w) float32 in [0, 1]: whether the picture moved between two grey guides, 0 where
+    standing still explains the neighbour better than the flow does.
+
+    DIS spills motion a few pixels beyond a moving edge onto the still background beside it
+    (its patches straddle the edge). There the neighbour matches the frame as it is, without
+    moving, better than along the flow: local mean absolute differences (``CHANGE_WINDOW``)
+    at zero motion and along ``flow`` ((h, w, 2), the guides' pixels) are compared, and
+    where the zero-motion one is lower by ``CHANGE_MARGIN`` grey levels (fully at twice
+    that), or under ``CHANGE_MARGIN`` itself (nothing changed), the pixel stands still.
+    Where both explain it alike (flat areas, slow low-contrast motion) the flow is trusted.
+    """
+    h, w = a.shape
+    window = (CHANGE_WINDOW, CHANGE_WINDOW)
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    along = cv2.remap(b, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_REPLICATE)
+    still = cv2.blur(cv2.absdiff(a, b).astype(np.float32), window)
+    moved = cv2.blur(cv2.absdiff(a, along).astype(np.float32), window)
+    changed = np.clip(still / CHANGE_MARGIN - 1.0, 0.0, 1.0)
+    better_still = np.clip((moved - still) / CHANGE_MARGIN - 1.0, 0.0, 1.0)
+    return changed * (1.0 - better_still)
+
+
+def moving_gate(speed: np.ndarray, unsure: np.ndarray, height: int, width: int) -> np.ndarray:
+    """How much of the generator's correction each pixel takes, from its motion.
+
+    Args:
+        speed: (h, w) float32 at the flow's resolution: the largest motion to any neighbour in
+            full-resolution pixels where the flow is consistent (0 where the picture did not
+            change, :func:`_changed`).
+        unsure: (h, w) float32 in [0, 1]: where the flow is inconsistent and the picture changed.
+
+    Returns (height, width) float32 in [0, 1]: 0 where the pixel and everything whose streak
+    could cover it stay under ``STILL_BELOW`` px, 1 from ``MOVING_ABOVE`` px up and where the
+    motion is unknown. A blurred mover smears over the still pixels beside it, and those must
+    be restored with it: the gate is max-filtered over ``GATE_MARGIN``, and pixels moving
+    ``level`` px or more (levels doubling from ``2 * MOVING_ABOVE``) open it ``GATE_SPREAD``
+    of their level further around them.
+    """
+    h, w = speed.shape
+    scale = w / width  # flow pixels per full-resolution pixel
+
+    def spread(mask: np.ndarray, reach: float) -> np.ndarray:
+        radius = int(np.ceil(reach * scale))
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
+        return cv2.dilate(mask.astype(np.float32), kernel)
+
+    gate = np.clip((speed - STILL_BELOW) / (MOVING_ABOVE - STILL_BELOW), 0.0, 1.0)
+    gate = spread(np.maximum(gate, unsure), GATE_MARGIN)
+    # Things moving `level` px or more open the gate GATE_SPREAD of that around them: a
+    # pixel's own speed bounds its streak, so a little drift of the flow opens a little.
+    level = 2.0 * MOVING_ABOVE
+    while level <= speed.max() and level <= 2 * MAX_GATE_REACH / max(GATE_SPREAD, 1e-6):
+        gate = np.maximum(gate, spread(speed >= level, min(level * GATE_SPREAD, MAX_GATE_REACH) + GATE_MARGIN))
+        level *= 2
+    return cv2.resize(gate, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def _flow_size(height: int, width: int) -> tuple[int, int] | None:

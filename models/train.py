@@ -164,7 +164,7 @@ class Trainer:
                                   augment=True, seed=cfg.seed, cache_mb=cfg.cache_mb,
                                   sharp_fraction=cfg.sharp_input_fraction)
             if cfg.generator.motion != "none":
-                stored = WithMotion(stored, frames)
+                stored = WithMotion(stored, cfg.generator)
         synthetic = None
         if synthetic_per_batch:
             synthetic = SyntheticPairs(cfg.synthetic, split="train", crop_size=cfg.crop_size,

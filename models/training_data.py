@@ -45,8 +45,8 @@ _MAX_RENDER_WORKERS = 8
 class WithMotion(Dataset):
     """A pairs dataset whose samples carry their flow (:func:`add_motion`)."""
 
-    def __init__(self, pairs: Dataset, in_frames: int) -> None:
-        self.pairs, self.in_frames = pairs, in_frames
+    def __init__(self, pairs: Dataset, generator: GeneratorConfig) -> None:
+        self.pairs, self.generator = pairs, generator
         self._estimator: MotionEstimator | None = None  # made in the process that uses it
 
     def __len__(self) -> int:
@@ -54,7 +54,7 @@ class WithMotion(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         if self._estimator is None:
-            self._estimator = MotionEstimator(self.in_frames)
+            self._estimator = MotionEstimator.for_generator(self.generator)
         return add_motion(self.pairs[index], self._estimator)
 
     @property
@@ -80,14 +80,16 @@ def symmetric_variant(sample: dict[str, Tensor], variant: int, in_frames: int) -
             tensor = tensor.transpose(-1, -2)
         out[key] = tensor
     if "motion" in out:
-        flow = out["motion"].unflatten(-3, (-1, 2))  # (..., F-1, 2, H, W): (dx, dy) per neighbour
+        # The flows turn with the picture; a still gate after them (one channel) only moves.
+        gate = out["motion"][..., 2 * (in_frames - 1):, :, :]
+        flow = out["motion"][..., :2 * (in_frames - 1), :, :].unflatten(-3, (-1, 2))  # (..., F-1, 2, H, W)
         dx, dy = flow.select(-3, 0), flow.select(-3, 1)
         dx = -dx if hflip else dx
         dy = -dy if vflip else dy
         if transpose:
             dx, dy = dy, dx
         flow = torch.stack([dx, dy], dim=-3)
-        out["motion"] = (flow.flip(-4) if backwards else flow).flatten(-4, -3)
+        out["motion"] = torch.cat([(flow.flip(-4) if backwards else flow).flatten(-4, -3), gate], dim=-3)
     if backwards and in_frames > 1:
         frames = out["blurry"].unflatten(-3, (in_frames, -1))
         out["blurry"] = frames.flip(-4).flatten(-4, -3)
@@ -98,7 +100,8 @@ class _RenderedChunks(Dataset):
     """Item i: the on-the-fly samples numbered [i*size, (i+1)*size), rendered (with their
     flow when ``motion``), or only planned (``plan_only``: the device renders them)."""
 
-    def __init__(self, pairs: SyntheticPairs, size: int, *, plan_only: bool, motion: bool) -> None:
+    def __init__(self, pairs: SyntheticPairs, size: int, *, plan_only: bool,
+                 motion: GeneratorConfig | None) -> None:
         self.pairs, self.size, self.plan_only, self.motion = pairs, size, plan_only, motion
         self._estimator: MotionEstimator | None = None
 
@@ -112,7 +115,7 @@ class _RenderedChunks(Dataset):
         if not self.motion:
             return self.pairs.batch(numbers)
         if self._estimator is None:
-            self._estimator = MotionEstimator(self.pairs.in_frames)
+            self._estimator = MotionEstimator.for_generator(self.motion)
         samples = [add_motion(self.pairs.sample(n), self._estimator) for n in numbers]
         return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
 
@@ -195,7 +198,7 @@ class TrainingBatches:
         """Rendered chunks from chunk ``first`` on, in order."""
         on_cuda = self.device.type == "cuda"
         dataset = _RenderedChunks(self.synthetic, self.chunk, plan_only=on_cuda and not self.motion,
-                                  motion=self.motion)
+                                  motion=self.generator if self.motion else None)
         workers = self.render_workers
         return DataLoader(dataset, batch_size=None, sampler=range(first, self.steps), num_workers=workers,
                           worker_init_fn=_one_thread, persistent_workers=False,

@@ -52,7 +52,7 @@ class Validation:
     def __init__(self, config: TrainConfig, device: torch.device) -> None:
         self.config, self.device = config, device
         frames = config.generator.in_frames
-        estimator = MotionEstimator(frames) if config.generator.motion != "none" else None
+        estimator = MotionEstimator.for_generator(config.generator)
         # name -> samples {"blurry", "sharp"[, "motion"]}, fixed for the run
         self.sets: dict[str, list[dict[str, Tensor]]] = {}
         sources: dict[str, Sequence[dict[str, Tensor]]] = {}

@@ -100,8 +100,7 @@ class Restorer:
         torch.backends.cudnn.allow_tf32 = allow_tf32
         self.in_frames = model.config.in_frames
         # Video models that take the motion to their neighbours get it from the frames here.
-        self._motion = (MotionEstimator(self.in_frames)
-                        if getattr(model.config, "motion_channels", 0) else None)
+        self._motion = MotionEstimator.for_generator(model.config)
         self.tile_overlap = tile_overlap
         self._requested_batch = batch_size
         self._plan: _Plan | None = None

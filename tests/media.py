@@ -239,3 +239,68 @@ def make_old_x264_444_clip(path: Path, *, frames: int = 48, gop: int = 12, **kwa
     old = str(X264_FIXED_444_CORE - 1).rjust(digits, "0").encode()
     path.write_bytes(data[:at] + old + data[at + digits:])
     return clip
+
+
+# A disc moving over a still background (a frame of the shipped sample clip): issue 19's
+# "one moving object over a still background" (benchmarks/still_background.py, the tests).
+DISC_SIZE = (192, 256)  # (h, w)
+DISC_RADIUS, DISC_SPEED, DISC_INSTANTS = 14, 18.0, 16  # px, px per frame, instants per exposure
+DISC_MARGIN = 8  # px beyond two radii from the disc's path that count as still
+DISC_COLOUR = np.array([0.9, 0.3, 0.1])  # linear RGB
+
+
+def disc_centre(t: float) -> tuple[float, float]:
+    """Where the disc is at time ``t`` (in frames)."""
+    return 40 + DISC_SPEED * t, 96 + 4 * np.sin(t)
+
+
+def moving_disc_clip(path: Path, *, frames: int = 8, noise: float = 0.0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Write the clip (lossless RGB H.264, 30 fps) and return its frames and their sharp
+    versions, (H, W, 3) uint8.
+
+    The disc moves ``DISC_SPEED`` px per frame, blurred by averaging ``DISC_INSTANTS`` instants
+    of a 360-degree exposure in linear light; sharp: the disc at the middle of the exposure.
+    ``noise``: sigma of a camera's Gaussian noise in 8-bit levels, drawn anew for every frame.
+    """
+    from dataset_builder.response import load_response
+
+    srgb = load_response("srgb")
+    height, width = DISC_SIZE
+    with av.open(str(Path(__file__).resolve().parents[1] / "samples" / "bikes.mp4")) as container:
+        first = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    background = srgb.to_linear(first)[:height, :width].astype(np.float64)
+    yy, xx = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(0)
+
+    def disc_at(t: float) -> np.ndarray:
+        cx, cy = disc_centre(t)
+        alpha = np.clip(DISC_RADIUS + 0.5 - np.hypot(xx - cx, yy - cy), 0, 1)[..., None]
+        return background * (1 - alpha) + DISC_COLOUR * alpha
+
+    blurred, sharps = [], []
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264rgb", rate=Fraction(30))
+        stream.width, stream.height, stream.pix_fmt = width, height, "rgb24"
+        stream.options = {"qp": "0", "preset": "ultrafast"}
+        for i in range(frames):
+            exposure = sum(disc_at(i + k / DISC_INSTANTS) for k in range(DISC_INSTANTS)) / DISC_INSTANTS
+            frame = srgb.from_linear(exposure.astype(np.float32), np.uint8)
+            if noise:
+                frame = np.clip(frame + rng.normal(0, noise, frame.shape), 0, 255).round().astype(np.uint8)
+            blurred.append(frame)
+            sharps.append(srgb.from_linear(disc_at(i + 0.5).astype(np.float32), np.uint8))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return blurred, sharps
+
+
+def disc_still_mask(index: int) -> np.ndarray:
+    """(H, W) bool: the still region of frame ``index``, far from the disc during that frame
+    and its neighbours (more than two radii and ``DISC_MARGIN`` from its centre)."""
+    height, width = DISC_SIZE
+    yy, xx = np.mgrid[0:height, 0:width]
+    distance = np.full((height, width), np.inf)
+    for t in np.linspace(index - 1, index + 2, 49):
+        cx, cy = disc_centre(t)
+        distance = np.minimum(distance, np.hypot(xx - cx, yy - cy))
+    return distance > 2 * DISC_RADIUS + DISC_MARGIN

@@ -107,3 +107,80 @@ def test_a_video_model_grown_from_an_image_model_starts_as_it(motion):
     flow = torch.randn(2, video.config.motion_channels, 24, 28)
     with torch.no_grad():
         assert torch.allclose(video(torch.cat([frames, flow], 1)), image(frames[:, 3:6]), atol=1e-6)
+
+
+def test_a_still_background_keeps_the_gate_shut_while_a_mover_opens_it(tmp_path):
+    """A disc moving 18 px a frame over a still, noisy background: the gate is shut on the
+    still region (the generator leaves it as it is) and open on the disc and its streak."""
+    from tests.media import disc_centre, disc_still_mask, moving_disc_clip
+
+    frames, _ = moving_disc_clip(tmp_path / "disc.mkv", frames=5, noise=2.0)
+    order, motion = MotionEstimator(3, still_gate=True).windows(frames[1:4], 1)
+    gate = motion[0, -1]
+    assert motion.shape[1] == 5 and order.tolist() == [[0, 1, 2]]
+    yy, xx = np.mgrid[0:gate.shape[0], 0:gate.shape[1]]
+    # Far from the disc's path through the three frames, every pixel is kept as it is; nearer,
+    # the gate opens around the disc and the flow DIS spills beside it.
+    path = np.min([np.hypot(xx - x, yy - y) for x, y in map(disc_centre, np.linspace(1, 4, 31))], axis=0)
+    assert gate[path > 64].mean() < 0.02
+    assert gate[disc_still_mask(2)].mean() < 0.15
+    cx, cy = disc_centre(2.5)
+    assert gate[np.hypot(xx - cx, yy - cy) < 10].min() > 0.9
+
+
+def test_the_gate_is_open_where_no_neighbour_can_tell_and_on_a_pan():
+    centre, other = _textured(seed=1), _textured(seed=7)
+    estimator = MotionEstimator(3, still_gate=True)
+    # The first frame of a clip before a cut: no neighbour tells how it moves.
+    _, motion = estimator.windows([centre, centre, other], 1)
+    assert np.all(motion[0, -1] == 1.0)
+    tiny = _textured(20, 24)
+    _, motion = estimator.windows([tiny, _shifted(tiny, 2, 0), tiny], 1)
+    assert np.all(motion[0, -1] == 1.0)
+    # A camera pan of 3 px a frame moves everything.
+    _, motion = estimator.windows([_shifted(centre, -3, 0), centre, _shifted(centre, 3, 0)], 1)
+    assert motion[0, -1][16:-16, 16:-16].min() > 0.99
+
+
+def test_a_gated_generator_keeps_still_pixels_exactly():
+    torch.manual_seed(0)
+    model = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, downscale=4, in_frames=3, motion="flow",
+                    still_gate=True).eval()
+    torch.nn.init.normal_(model.conv_last.weight, std=0.1)
+    assert model.config.motion_channels == 5 and model.config.in_channels == 14
+    frames, flow = torch.rand(1, 9, 24, 32), torch.randn(1, 4, 24, 32)
+    gate = torch.zeros(1, 1, 24, 32)
+    gate[..., 16:] = 1.0  # the right half moves
+    with torch.no_grad():
+        out = model(torch.cat([frames, flow, gate], 1))
+    centre = frames[:, 3:6]
+    assert torch.equal(out[..., :16], centre[..., :16])
+    assert (out[..., 16:] - centre[..., 16:]).abs().mean() > 1e-3
+
+
+def test_a_still_gate_needs_motion_and_a_residual():
+    with pytest.raises(ValueError, match="still_gate"):
+        RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, in_frames=3, still_gate=True)
+    with pytest.raises(ValueError, match="still_gate"):
+        RRDBNet(num_feat=8, num_block=1, num_grow_ch=4, in_frames=3, motion="flow", residual=False,
+                still_gate=True)
+
+
+@pytest.mark.parametrize("variant", [1, 4, 8, 15])
+def test_a_symmetric_variant_moves_the_gate_with_the_picture_and_keeps_its_value(variant):
+    flow = torch.randn(4, 6, 8)
+    gate = torch.rand(1, 6, 8)
+    sample = {"blurry": torch.rand(9, 6, 8), "sharp": torch.rand(3, 6, 8), "motion": torch.cat([flow, gate])}
+    turned = symmetric_variant(sample, variant, in_frames=3)
+    expected = gate
+    if variant & 1:
+        expected = expected.flip(-1)
+    if variant & 2:
+        expected = expected.flip(-2)
+    if variant & 4:
+        expected = expected.transpose(-1, -2)
+    assert turned["motion"].shape[0] == 5
+    assert torch.equal(turned["motion"][4:], expected)
+    # The flows still turn as without a gate.
+    plain = symmetric_variant({**sample, "motion": flow}, variant, in_frames=3)
+    assert torch.equal(turned["motion"][:4], plain["motion"])
