@@ -139,7 +139,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.generator = self._build_generator().to(self.device).train()
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=config.adam_betas)
+        self.opt_g = self._adam(self.generator, config.lr_g)
         self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, list(config.lr_milestones), config.lr_gamma)
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.discriminator: nn.Module | None = None
@@ -247,10 +247,16 @@ class Trainer:
             nn.init.zeros_(generator.conv_last.bias)
         return generator
 
+    def _adam(self, net: nn.Module, lr: float) -> torch.optim.Adam:
+        # Fused: one kernel for all parameters instead of ~6 per tensor: 5.1 -> 3.1 ms of the
+        # default model's ~210 ms CPU step (docs/benchmarks.md); the same update.
+        fused = self.device.type in ("cpu", "cuda")
+        return torch.optim.Adam(net.parameters(), lr=lr, betas=self.config.adam_betas, fused=fused)
+
     def _build_gan(self) -> None:
         cfg = self.config
         self.discriminator = build_discriminator(cfg.discriminator).to(self.device).train()
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d, betas=cfg.adam_betas)
+        self.opt_d = self._adam(self.discriminator, cfg.lr_d)
         self.sched_d = torch.optim.lr_scheduler.MultiStepLR(self.opt_d, list(cfg.lr_milestones), cfg.lr_gamma)
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         if cfg.perceptual == "vgg19":
