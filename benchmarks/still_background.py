@@ -10,6 +10,9 @@ from where the disc is during that frame and its neighbours. Issue 19 asks >= 45
 Beside it, the PSNR gain on the rest (the disc and its streak) against the sharp frame.
 
     python benchmarks/still_background.py [--model FILE] [--noise 2] [--json benchmarks/still_background.json]
+
+``--figure OUT.png --figure-from VIDEO [--figure-frame N]``: instead, draw frame N of a real
+video beside the video model's still gate for it (white: restored, black: kept as it is).
 """
 
 from __future__ import annotations
@@ -31,13 +34,34 @@ FRAMES = 8
 PSNR_CAP = 100.0  # dB: identical pixels (as models evaluate caps them)
 
 
+def gate_figure(video: Path, index: int, out: Path) -> None:
+    """Frame ``index`` of ``video`` | the still gate the video model gives it, one PNG."""
+    import av
+    import cv2
+
+    from models.motion import MotionEstimator
+
+    with av.open(str(video)) as container:
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(index + 2), container.decode(video=0))]
+    _, motion = MotionEstimator(3, still_gate=True).windows(frames[index - 1:index + 2], 1)
+    gate = (np.repeat(motion[0, -1][..., None], 3, axis=2) * 255).round().astype(np.uint8)
+    cv2.imwrite(str(out), np.concatenate([frames[index], gate], axis=1)[..., ::-1])
+    print(f"{out}: frame {index} of {video} | its still gate (white: restored, black: kept)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="checkpoint (default: what process picks for a video)")
     parser.add_argument("--noise", type=float, default=2.0,
                         help="camera noise, sigma in 8-bit levels, new in every frame (default 2)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--figure", type=Path, help="write frame | gate of --figure-from to this PNG")
+    parser.add_argument("--figure-from", type=Path, help="a real video for --figure")
+    parser.add_argument("--figure-frame", type=int, default=100, help="its frame to draw (default 100)")
     args = parser.parse_args()
+    if args.figure:
+        gate_figure(args.figure_from, args.figure_frame, args.figure)
+        return
     import av
 
     from pipeline import EncoderSettings, ProcessConfig, process_video
