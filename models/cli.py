@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--max-pairs", type=_positive, default=None, metavar="N", help="evaluate N pairs spread evenly over the manifest (default: all)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: %(default)s)")
+    evaluate.add_argument("--ensemble", type=int, default=1, metavar="N",
+                          help="average the model over 2, 4 or 8 mirrored/rotated copies of each "
+                               "input, as pipeline process --ensemble (default: 1)")
 
     render = sub.add_parser(
         "render-pairs",
@@ -271,6 +274,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         model=args.model, pairs=args.pairs, out=args.out, split=args.split, crop_border=args.crop_border,
         baselines=not args.no_baselines, kernel_sizes=args.kernel_sizes, rl_iterations=args.rl_iterations,
         sharp_check=not args.no_sharp_check, max_pairs=args.max_pairs, device=args.device,
+        ensemble=args.ensemble,
     )
     if not Path(config.model).exists():
         raise FileNotFoundError(f"model not found: {config.model}")

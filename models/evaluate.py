@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from models.baselines import BaselineSetting, baseline_settings
 from models.checkpoint import load_generator
+from models.symmetry import SelfEnsemble
 from dataset_builder.manifest import PairRecord
 from models.data import load_pair, read_manifest, stack_frames, to_float, to_tensor
 from models.registry import Generator
@@ -69,6 +70,7 @@ class EvaluateConfig:
     sharp_check: bool = True  # also feed each sharp frame as a static window
     max_pairs: int | None = None  # evaluate this many pairs spread evenly over the manifest; None: all
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", ...
+    ensemble: int = 1  # spatial variants averaged per input (models.symmetry.SelfEnsemble), as process --ensemble
 
 
 @dataclass
@@ -126,6 +128,7 @@ class EvaluationReport:
     sharp_check: dict[str, float] | None  # {"pairs", "mean_psnr", "min_psnr"}
     temporal: dict[str, float] | None  # flow-warping error of consecutive pairs: {"pairs", "output", "input", "sharp"}
     definitions: dict[str, str]
+    ensemble: int = 1  # spatial variants the model was averaged over (EvaluateConfig.ensemble)
 
     def to_json(self) -> dict:
         """Plain data for ``json.dump`` (per-pair rows include the gain)."""
@@ -251,6 +254,8 @@ def evaluate(config: EvaluateConfig, *, progress: bool = True) -> EvaluationRepo
     """
     device = pick_device(config.device)
     model = load_generator(config.model, device=device)
+    if config.ensemble != 1:
+        model = SelfEnsemble(model, config.ensemble)
     records = read_manifest(config.pairs, split=None if config.split == "all" else config.split)
     if config.max_pairs is not None and len(records) > config.max_pairs:
         # Spread evenly over the manifest (which is ordered by source), so every source counts.
@@ -308,6 +313,7 @@ def evaluate(config: EvaluateConfig, *, progress: bool = True) -> EvaluationRepo
         sharp_check=sharp_check,
         temporal=temporal,
         definitions=_definitions(config.crop_border),
+        ensemble=config.ensemble,
     )
 
 
@@ -514,6 +520,8 @@ def draw_sheet(report: EvaluationReport, path: str | Path, *, count: int = 3, de
         raise ValueError("no blurred pairs to show")
     torch_device = pick_device(device)
     model = load_generator(report.model, device=torch_device)
+    if report.ensemble != 1:
+        model = SelfEnsemble(model, report.ensemble)
     records = {(r.source, r.index): r for r in read_manifest(report.pairs_dir)}
     sheet_rows = []
     for result in chosen:

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from models.data import PairsDataset
 from models.generator import GeneratorConfig
 from models.motion import MotionEstimator, add_motion
+from models.symmetry import symmetric_variant
 from models.synthetic import SamplePlan, SyntheticPairs
 
 logger = logging.getLogger(__name__)
@@ -60,40 +61,6 @@ class WithMotion(Dataset):
     @property
     def cached(self) -> bool:
         return bool(getattr(self.pairs, "cached", False))
-
-
-def symmetric_variant(sample: dict[str, Tensor], variant: int, in_frames: int) -> dict[str, Tensor]:
-    """One of the 16 variants of a sample (batched or not: the last two dims are H, W).
-
-    ``variant`` bits: 1 flips left-right, 2 flips up-down, 4 transposes (with the flips, the 8
-    rotations/reflections of the square), 8 plays time backwards. Flow vectors turn with the
-    picture; backwards, each neighbour's flow moves to the mirrored slot.
-    """
-    out = dict(sample)
-    hflip, vflip, transpose, backwards = (bool(variant & bit) for bit in (1, 2, 4, 8))
-    for key, tensor in sample.items():
-        if hflip:
-            tensor = tensor.flip(-1)
-        if vflip:
-            tensor = tensor.flip(-2)
-        if transpose:
-            tensor = tensor.transpose(-1, -2)
-        out[key] = tensor
-    if "motion" in out:
-        # The flows turn with the picture; a still gate after them (one channel) only moves.
-        gate = out["motion"][..., 2 * (in_frames - 1):, :, :]
-        flow = out["motion"][..., :2 * (in_frames - 1), :, :].unflatten(-3, (-1, 2))  # (..., F-1, 2, H, W)
-        dx, dy = flow.select(-3, 0), flow.select(-3, 1)
-        dx = -dx if hflip else dx
-        dy = -dy if vflip else dy
-        if transpose:
-            dx, dy = dy, dx
-        flow = torch.stack([dx, dy], dim=-3)
-        out["motion"] = torch.cat([(flow.flip(-4) if backwards else flow).flatten(-4, -3), gate], dim=-3)
-    if backwards and in_frames > 1:
-        frames = out["blurry"].unflatten(-3, (in_frames, -1))
-        out["blurry"] = frames.flip(-4).flatten(-4, -3)
-    return out
 
 
 class _RenderedChunks(Dataset):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.config import PRECISIONS, EncoderSettings, ProcessConfig
+from pipeline.config import ENSEMBLE_SIZES, PRECISIONS, EncoderSettings, ProcessConfig
 from pipeline.errors import PipelineError, RunFailedError
 from unsmear.cli_conventions import Parser, add_output_options, add_version, program, run
 from unsmear.files import ReplaceError
@@ -70,6 +70,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strength", type=_fraction, default=1.0,
                         help="how much deblurring to apply, 0..1: the output is the input "
                              "blended with the restored frame (default 1: fully restored)")
+    parser.add_argument("--ensemble", type=int, default=1, choices=ENSEMBLE_SIZES,
+                        help="run the model on 2, 4 or 8 mirrored/rotated copies of every frame "
+                             "and average them: as many times slower, a little sharper and "
+                             "steadier (shipped video model, 8: +0.03 dB rendered, +0.02/+0.21 dB "
+                             "real; default 1)")
     g = parser.add_argument_group("compute")
     g.add_argument("--device", default="auto",
                    help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
@@ -162,6 +167,7 @@ def process_config(args: argparse.Namespace, **overrides) -> ProcessConfig:
                                 pix_fmt=args.pix_fmt),
         compile=args.compile,
         strength=args.strength,
+        ensemble=args.ensemble,
         accept_damaged=args.accept_damaged,
         hwdec=args.hwdec,
         compare=getattr(args, "compare", None),

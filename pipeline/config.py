@@ -25,6 +25,8 @@ def default_model_path(*, video: bool) -> Path:
     return DEFAULT_MODEL_PATH
 # --precision's choices; the restorer resolves "auto" for the device it runs on.
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
+# Self-ensemble sizes (models.symmetry.ENSEMBLE_SIZES, repeated so that --help needs no torch).
+ENSEMBLE_SIZES = (1, 2, 4, 8)
 HWDEC_CHOICES = ("none", "auto", "cuda")
 DEFAULT_TILE_OVERLAP = 32
 # The widest CRF scale of the encoders we drive (VP9, SVT-AV1: 0-63); each encoder's own range
@@ -72,6 +74,7 @@ class ProcessConfig:
     cpu_threads: int = -1           # torch threads on CPU; -1 = all cores but one (left to FFmpeg)
     compile: bool = False           # torch.compile the model (worth it on GPU for long videos)
     strength: float = 1.0           # 0..1: blend of restored and input (1 = fully restored)
+    ensemble: int = 1               # 1, 2, 4 or 8 spatial variants of each input averaged (x cost)
     accept_damaged: bool = False    # restore what decodes of a damaged input instead of failing
 
     def __post_init__(self) -> None:
@@ -93,6 +96,9 @@ class ProcessConfig:
                                 f"got {self.cpu_threads}")
         if not 0.0 <= self.strength <= 1.0:
             raise PipelineError(f"--strength must be between 0 and 1, got {self.strength}")
+        if self.ensemble not in ENSEMBLE_SIZES:
+            raise PipelineError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLE_SIZES))}, "
+                                f"got {self.ensemble}")
         if self.reference is not None and (self.compare is None or self.compare.suffix.lower()
                                            not in (".png", ".jpg", ".jpeg")):
             raise PipelineError("--reference goes with a --compare grid (a .png or .jpg file)")

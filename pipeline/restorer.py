@@ -23,6 +23,7 @@ from models.registry import Generator
 from models.checkpoint import CheckpointError, load_generator
 from models.devices import pick_device
 from models.motion import MotionEstimator
+from models.symmetry import SelfEnsemble
 from models.precision import auto_precision
 from pipeline.config import DEFAULT_TILE_OVERLAP, PRECISIONS, ProcessConfig, default_model_path
 from pipeline.errors import PipelineError, RunFailedError
@@ -77,12 +78,14 @@ class Restorer:
         cpu_threads: torch threads on the CPU (0 = leave torch's setting alone).
         strength: how much of the correction to apply, 0..1: the output is
             ``input + strength * (restored - input)`` (1 = the model's output, 0 = the input).
+        ensemble: spatial variants of every input averaged (:class:`models.symmetry.SelfEnsemble`),
+            1, 2, 4 or 8: that many times the network's cost for a little more quality.
     """
 
     def __init__(self, model: Generator, *, device: torch.device, precision: str = "auto",
                  batch_size: int = 0, tile: int = 0,
                  tile_overlap: int = DEFAULT_TILE_OVERLAP, compile: bool = False,
-                 cpu_threads: int = 0, strength: float = 1.0) -> None:
+                 cpu_threads: int = 0, strength: float = 1.0, ensemble: int = 1) -> None:
         if not 0.0 <= strength <= 1.0:
             raise PipelineError(f"strength must be between 0 and 1, got {strength}")
         self.strength = strength
@@ -93,6 +96,11 @@ class Restorer:
         # NHWC is the fast layout of cuDNN and of oneDNN alike (CPU, 640x360, 2 threads:
         # fp32 4.7 -> 7.4 frames/s, bf16 7.8 -> 17.8; docs/benchmarks.md).
         self.model = model.eval().requires_grad_(False).to(device, memory_format=torch.channels_last)
+        if ensemble != 1:
+            try:
+                self.model = SelfEnsemble(self.model, ensemble)
+            except ValueError as exc:
+                raise PipelineError(f"--ensemble: {exc}") from exc
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         allow_tf32 = self.precision == "tf32"
@@ -265,14 +273,16 @@ def make_restorer(config: ProcessConfig, model: Generator | None = None, *,
                   device: torch.device | None = None, video: bool = True) -> Restorer:
     """The Restorer a run uses: ``model`` or ``config.model`` (None = the shipped model for a
     video, or with ``video=False`` for a lone image), on ``device`` (default: ``config.device``)
-    with the config's precision, batching, tiling, compilation, CPU threads and strength. The
+    with the config's precision, batching, tiling, compilation, CPU threads, strength and
+    ensemble. The
     one place a ProcessConfig becomes a Restorer, so one process and every Ray worker run the
     model the same way."""
     return Restorer(model if model is not None else load_model(config.model, video=video),
                     device=device if device is not None else resolve_device(config.device),
                     precision=config.precision, batch_size=config.batch_size, tile=config.tile,
                     tile_overlap=config.tile_overlap, compile=config.compile,
-                    cpu_threads=cpu_threads(config.cpu_threads), strength=config.strength)
+                    cpu_threads=cpu_threads(config.cpu_threads), strength=config.strength,
+                    ensemble=config.ensemble)
 
 
 def cpu_threads(requested: int) -> int:

@@ -56,6 +56,8 @@ def output_settings(config: ProcessConfig) -> dict:
                 "tile_overlap": config.tile_overlap, "encoder": encoder}
     if config.strength != 1.0:  # left out at its default, so older fingerprints stay valid
         settings["strength"] = config.strength
+    if config.ensemble != 1:
+        settings["ensemble"] = config.ensemble
     return settings
 
 

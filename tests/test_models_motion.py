@@ -11,7 +11,7 @@ from models.generator import RRDBNet, align_neighbours, checkpoint_filter_fn
 from models.checkpoint import load_trunk
 from models.motion import MotionEstimator, add_motion
 from models.synthetic import SyntheticConfig, SyntheticPairs
-from models.training_data import symmetric_variant
+from models.symmetry import symmetric_variant
 from tests.test_models_synthetic import write_photo
 
 

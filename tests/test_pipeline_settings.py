@@ -29,7 +29,7 @@ CHANGED = ProcessConfig(
     encoder=EncoderSettings(codec="libx264", crf=10, preset="ultrafast", pix_fmt="yuv444p",
                             threads=1),
     decode_threads=2, convert_threads=2, hwdec="auto", queue_frames=5, cpu_threads=1,
-    compile=True, strength=0.5, accept_damaged=True, progress=False, overwrite=True,
+    compile=True, strength=0.5, ensemble=2, accept_damaged=True, progress=False, overwrite=True,
 )
 # Fields the driver uses rather than the stage loop, and the tests that check them.
 DRIVER_FIELDS = {
@@ -83,11 +83,11 @@ class Spies:
         assert stages["convert_threads"] == config.convert_threads
         assert writer["settings"] == config.encoder
         for name in ("precision", "batch_size", "tile", "tile_overlap", "compile",
-                     "cpu_threads", "strength"):
+                     "cpu_threads", "strength", "ensemble"):
             assert restorer[name] == getattr(config, name), name
         return {"decode_threads", "hwdec", "convert_threads", "accept_damaged", "queue_frames",
                 "encoder", "precision", "batch_size", "tile", "tile_overlap", "compile",
-                "cpu_threads", "strength"}
+                "cpu_threads", "strength", "ensemble"}
 
 
 def _every_field_covered(covered: set[str]) -> None:
