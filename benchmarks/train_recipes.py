@@ -58,9 +58,12 @@ RECIPES: dict[str, tuple[str, list[str], bool]] = {
 
 # The video model's input, compared on models/configs/video.yaml (issue: which input pays):
 # every recipe starts from --init (the shipped single-frame model, grown so it starts as it).
+# Inputs without motion have no still gate (it is computed from the motion).
 VIDEO_RECIPES: dict[str, tuple[str, list[str], bool]] = {
-    "blind1": ("blind, 1 frame (the image model's input)", ["generator.in_frames=1", "generator.motion=none"], True),
-    "stack5": ("5 frames stacked (DBN)", ["generator.in_frames=5", "generator.motion=none"], True),
+    "blind1": ("blind, 1 frame (the image model's input)",
+               ["generator.in_frames=1", "generator.motion=none", "generator.still_gate=false"], True),
+    "stack5": ("5 frames stacked (DBN)",
+               ["generator.in_frames=5", "generator.motion=none", "generator.still_gate=false"], True),
     "aligned3": ("3 frames aligned by flow (DBN's flow variant)", ["generator.motion=aligned"], True),
     "flow3": ("3 frames + flow channels", ["generator.motion=flow"], True),
     "aligned_flow3": ("3 frames aligned by flow + flow channels", ["generator.motion=aligned+flow"], True),

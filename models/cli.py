@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--max-pairs", type=_positive, default=None, metavar="N", help="evaluate N pairs spread evenly over the manifest (default: all)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: %(default)s)")
-    evaluate.add_argument("--ensemble", type=int, default=1, metavar="N",
+    evaluate.add_argument("--ensemble", type=int, default=1, choices=(1, 2, 4, 8),  # models.symmetry.ENSEMBLE_SIZES
                           help="average the model over 2, 4 or 8 mirrored/rotated copies of each "
                                "input, as pipeline process --ensemble (default: 1)")
 

@@ -99,4 +99,4 @@ class SelfEnsemble(nn.Module):
             inputs = torch.cat([turned["blurry"], turned["motion"]], 1) if "motion" in turned else turned["blurry"]
             out = undo_spatial(self.model(inputs.contiguous(memory_format=torch.channels_last)), variant)
             total = out.float() if total is None else total + out.float()
-        return (total / self.size).to(out.dtype)
+        return total / self.size  # fp32: rounding the average back to bf16 would undo part of it

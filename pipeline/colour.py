@@ -8,11 +8,13 @@ output must carry the input's primaries / transfer / matrix / range tags so play
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import av
 from av.video.reformatter import VideoReformatter
 
 # FFmpeg's AVColorSpace values (libavutil/pixfmt.h).
+_SPC_RGB = 0
 _SPC_BT709 = 1
 _SPC_UNSPECIFIED = 2
 _SPC_FCC = 4
@@ -38,6 +40,9 @@ _SPC_TO_SWS = {
     _SPC_BT2020_NCL: _SWS_BT2020,
     _SPC_BT2020_CL: _SWS_BT2020,
 }
+
+# The matrix tag that names each swscale conversion we may fall back to (sws_matrix).
+_SWS_TO_SPC = {_SWS_BT709: _SPC_BT709, _SWS_BT601: _SPC_SMPTE170M}
 
 # AVColorRange values.
 RANGE_UNSPECIFIED = 0
@@ -99,6 +104,17 @@ class ColourProperties:
     def sws_range(self) -> int:
         """The range swscale should assume: untagged video is limited range."""
         return RANGE_FULL if self.range == RANGE_FULL else RANGE_LIMITED
+
+    def for_output(self, pix_fmt: str, height: int) -> "ColourProperties":
+        """The tags of an output in ``pix_fmt``: an RGB format is tagged RGB (full range),
+        whatever matrix the input named (a YUV tag on RGB pictures makes decoders read the
+        planes as YUV); a YUV format converted from an RGB input gets the matrix it was
+        converted with (:meth:`sws_matrix`). Otherwise the input's own tags."""
+        if av.VideoFormat(pix_fmt).is_rgb:
+            return replace(self, matrix=_SPC_RGB, range=RANGE_FULL)
+        if self.matrix == _SPC_RGB:
+            return replace(self, matrix=_SWS_TO_SPC[self.sws_matrix(height)])
+        return self
 
     def tag(self, target) -> None:
         """Write the tags onto an ``av.VideoFrame`` or a video codec context."""

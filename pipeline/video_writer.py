@@ -121,7 +121,8 @@ def choose_pix_fmt(codec: str, settings: EncoderSettings, info: VideoInfo) -> st
     wanted = [info.pix_fmt]
     rgb = _is_rgb(info.pix_fmt)
     if rgb:  # the same RGB in another layout, else full chroma
-        wanted += ["gbrp", "rgb24", "bgr0"] if info.bit_depth <= 8 else ["gbrp12le", "gbrp10le", "gbrp16le"]
+        wanted += (["gbrp", "rgb24", "bgr0"] if info.bit_depth <= 8 else
+                   ["gbrp10le", "gbrp12le", "gbrp16le"] if info.bit_depth <= 10 else ["gbrp12le", "gbrp16le"])
     if info.bit_depth > 8:
         wanted += ["yuv444p10le" if odd or rgb else "yuv420p10le", "yuv420p10le"]
     # 4:2:0 needs even sizes in x264/x265; 4:4:4 keeps an odd size exact instead of cropping.
@@ -225,10 +226,10 @@ class VideoWriter:
     ) -> None:
         self.path = Path(path)
         self.info = info
-        self.colour = colour
         self.output_name = name_for_defaults = output_name or self.path
         self.codec = choose_codec(settings, info, name_for_defaults)
         self.pix_fmt = choose_pix_fmt(self.codec, settings, info)
+        self.colour = colour.for_output(self.pix_fmt, info.height)
         options = dict(container_options or {})
         if (container_format or self.path.suffix.lower().lstrip(".")) in MOV_FAMILY:
             # MP4 keeps a non-zero start time with an edit list written in the movie time

@@ -120,6 +120,21 @@ def test_rgb_video_stays_rgb(tmp_path, identity_model, name, codec, pix_fmt, opt
         assert min(psnr(a, b) for a, b in zip(_frames(clip.path), _frames(out))) > 45.0
 
 
+@pytest.mark.parametrize("tag", [0, 1, 2])  # RGB, BT.709 (a wrong but seen tag), unspecified
+def test_rgb_sources_come_out_in_their_colours_whatever_their_matrix_tag(tmp_path, identity_model, tag):
+    """RGB pictures are tagged RGB on output (a YUV matrix tag on RGB planes makes decoders
+    read them as YUV), and converted to YUV when asked, tagged with the matrix used."""
+    clip = make_clip(tmp_path / "rgb.mkv", frames=4, codec="ffv1", pix_fmt="bgr0", colour={"colorspace": tag})
+    lossless = ProcessConfig(progress=False, encoder=EncoderSettings(crf=0, preset="ultrafast"))
+    out = process_video(clip.path, tmp_path / "out.mkv", config=lossless, model=identity_model).output
+    assert probe(out).pix_fmt == "gbrp"
+    assert all(np.array_equal(a, b) for a, b in zip(_frames(clip.path), _frames(out)))
+    yuv = ProcessConfig(progress=False, encoder=EncoderSettings(codec="libx264", crf=0, preset="ultrafast"))
+    out = process_video(clip.path, tmp_path / "yuv.mkv", config=yuv, model=identity_model).output
+    assert probe(out).pix_fmt == "yuv444p"
+    assert min(psnr(a, b) for a, b in zip(_frames(clip.path), _frames(out))) > 40.0
+
+
 def test_multi_frame_model_restores_every_frame_once(tmp_path):
     clip = make_clip(tmp_path / "clip.mp4", frames=11)
     model = make_identity_model(in_frames=3)
