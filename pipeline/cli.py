@@ -100,8 +100,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         "the first batch takes a minute longer)")
     e = parser.add_argument_group("encoding")
     e.add_argument("--codec", help="video encoder: libx264 (default; libx265 for >8-bit input, "
-                                   "VP9 for .webm, MPEG-4 for .avi), libx265, libvpx-vp9, "
-                                   "libsvtav1, ffv1, ...")
+                                   "libx264rgb for 8-bit RGB input, which browsers and QuickTime "
+                                   "do not play: --codec libx264 for a YUV copy; VP9 for .webm, "
+                                   "MPEG-4 for .avi), libx265, libvpx-vp9, libsvtav1, ffv1, ...")
     e.add_argument("--crf", type=int, help="quality for x264/x265/VP9/SVT-AV1, lower is better "
                                           "(default 18 / 20 / 24 / 28)")
     e.add_argument("--preset", help="speed/size preset, x264's names: ultrafast … medium "
