@@ -219,7 +219,7 @@ def moving_gate(speed: np.ndarray, unsure: np.ndarray, height: int, width: int) 
     # Things moving `level` px or more open the gate GATE_SPREAD of that around them: a
     # pixel's own speed bounds its streak, so a little drift of the flow opens a little.
     level = 2.0 * MOVING_ABOVE
-    while level <= speed.max() and level <= 2 * MAX_GATE_REACH / max(GATE_SPREAD, 1e-6):
+    while level <= speed.max():  # doubling: a handful of dilations even for the fastest motion
         gate = np.maximum(gate, spread(speed >= level, min(level * GATE_SPREAD, MAX_GATE_REACH) + GATE_MARGIN))
         level *= 2
     return cv2.resize(gate, (width, height), interpolation=cv2.INTER_LINEAR)
