@@ -116,6 +116,15 @@ CHARBONNIER_EPS = 1e-3  # as in LapSRN / MPRNet
 PSNR_LOSS_EPS = 1e-8  # keeps log10 finite when a sample is restored exactly
 
 
+def _load_schedules(schedules: list[torch.optim.lr_scheduler.LRScheduler], saved: Any) -> None:
+    # A checkpoint holds one state per schedule (older ones: the milestone schedule's alone).
+    saved = saved if isinstance(saved, list) else [saved]
+    for sched, state in zip(schedules, saved):
+        sched.load_state_dict(state)
+    for sched in schedules[len(saved):]:  # a warm-up added on resume: the restored rate is already full
+        sched.last_epoch = getattr(sched, "total_iters", sched.last_epoch)
+
+
 class Trainer:
     """Owns the networks, optimisers and data of one run.
 
@@ -140,7 +149,7 @@ class Trainer:
         self.generator = self._build_generator().to(self.device).train()
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         self.opt_g = self._adam(self.generator, config.lr_g)
-        self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, list(config.lr_milestones), config.lr_gamma)
+        self.sched_g = self._schedules(self.opt_g)
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.discriminator: nn.Module | None = None
         self.content_loss: nn.Module | None = None
@@ -253,11 +262,21 @@ class Trainer:
         fused = self.device.type in ("cpu", "cuda")
         return torch.optim.Adam(net.parameters(), lr=lr, betas=self.config.adam_betas, fused=fused)
 
+    def _schedules(self, opt: torch.optim.Optimizer) -> list[torch.optim.lr_scheduler.LRScheduler]:
+        # Both chainable: the milestone decay and, if asked, a linear warm-up multiply each other.
+        cfg = self.config
+        schedules: list[torch.optim.lr_scheduler.LRScheduler] = [
+            torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.lr_milestones), cfg.lr_gamma)]
+        if cfg.lr_warmup > 0:
+            schedules.append(torch.optim.lr_scheduler.LinearLR(
+                opt, start_factor=1 / cfg.lr_warmup, end_factor=1.0, total_iters=cfg.lr_warmup))
+        return schedules
+
     def _build_gan(self) -> None:
         cfg = self.config
         self.discriminator = build_discriminator(cfg.discriminator).to(self.device).train()
         self.opt_d = self._adam(self.discriminator, cfg.lr_d)
-        self.sched_d = torch.optim.lr_scheduler.MultiStepLR(self.opt_d, list(cfg.lr_milestones), cfg.lr_gamma)
+        self.sched_d = self._schedules(self.opt_d)
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         if cfg.perceptual == "vgg19":
             vgg = load_vgg19_features(cfg.vgg_weights, layers=(cfg.vgg_layer,))
@@ -382,14 +401,14 @@ class Trainer:
                 "step": self.step,
                 "config": json.dumps(dataclasses.asdict(self.config)),
                 "opt_g": self.opt_g.state_dict(),
-                "sched_g": self.sched_g.state_dict(),
+                "sched_g": [sched.state_dict() for sched in self.sched_g],
                 "scaler_g": self.scaler_g.state_dict(),
             }
             if self.discriminator is not None:
                 tensors = {k: v.detach().cpu().contiguous() for k, v in self.discriminator.state_dict().items()}
                 disc_meta = {"unsmear.discriminator_config": json.dumps(dataclasses.asdict(self.config.discriminator))}
                 save_file(tensors, str(tmp / "discriminator.safetensors"), metadata=disc_meta)
-                state.update(opt_d=self.opt_d.state_dict(), sched_d=self.sched_d.state_dict(),
+                state.update(opt_d=self.opt_d.state_dict(), sched_d=[sched.state_dict() for sched in self.sched_d],
                              scaler_d=self.scaler_d.state_dict())
             torch.save(state, tmp / STATE_FILE)
         for old in checkpoint_dirs(self.run_dir)[: -self.config.keep_checkpoints]:
@@ -414,13 +433,13 @@ class Trainer:
         for name, net in (("generator", self.generator), ("ema", self.ema)):
             net.load_state_dict(load_file(str(path / f"{name}.safetensors"), device=str(self.device)))
         self.opt_g.load_state_dict(state["opt_g"])
-        self.sched_g.load_state_dict(state["sched_g"])
+        _load_schedules(self.sched_g, state["sched_g"])
         self.scaler_g.load_state_dict(state["scaler_g"])
         if self.discriminator is not None:
             disc_state = load_file(str(path / "discriminator.safetensors"), device=str(self.device))
             self.discriminator.load_state_dict(disc_state)
             self.opt_d.load_state_dict(state["opt_d"])
-            self.sched_d.load_state_dict(state["sched_d"])
+            _load_schedules(self.sched_d, state["sched_d"])
             self.scaler_d.load_state_dict(state["scaler_d"])
         self.step = int(state["step"])
         logger.info("resumed from %s at step %d", path, self.step)
@@ -458,9 +477,8 @@ class Trainer:
                     raise FloatingPointError(
                         f"non-finite loss at step {self.step + 1}: {values}; lower lr_g or use amp=off"
                     )
-                self.sched_g.step()
-                if self.discriminator is not None:
-                    self.sched_d.step()
+                for sched in self.sched_g + (self.sched_d if self.discriminator is not None else []):
+                    sched.step()
                 self.step += 1
                 bar.update(1)
                 for key, value in values.items():

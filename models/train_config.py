@@ -57,6 +57,7 @@ class TrainConfig:
     adam_betas: tuple[float, float] = (0.9, 0.99)  # Adam betas for both networks (BasicSR)
     lr_milestones: tuple[int, ...] = ()  # steps at which both learning rates are multiplied by lr_gamma
     lr_gamma: float = 0.5  # learning-rate factor at each milestone (BasicSR: 0.5)
+    lr_warmup: int = 0  # steps over which both learning rates ramp linearly from 1/lr_warmup of their value (the first step) to all of it: eases a fresh Adam into a run started from trained weights (init=); 0: off
     ema_decay: float = 0.999  # EMA of generator weights, the weights we ship (BasicSR: 0.999)
     pixel_weight: float | None = None  # pixel-loss weight; None: 1.0 (psnr) or 1e-2 (gan)
     pixel_loss: Literal["l1", "mse", "charbonnier", "psnr"] = "l1"  # L1 (BasicSR), MSE, Charbonnier (eps 1e-3) or PSNR loss (-PSNR per sample)

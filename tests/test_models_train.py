@@ -216,7 +216,8 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("stage", ["psnr", "gan"])
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(pairs, tmp_path, stage):
-    extra = ["generator.in_frames=3", "num_workers=1", "cache_mb=0", "lr_milestones=[4]"] if stage == "psnr" else [
+    extra = ["generator.in_frames=3", "num_workers=1", "cache_mb=0", "lr_milestones=[4]",
+                                      "lr_warmup=4"] if stage == "psnr" else [
         "stage=gan", "perceptual=fft", "gan_loss=wgan-gp",
         "discriminator={kind: patch, num_feat: 8, norm: instance}",
     ]
@@ -233,6 +234,15 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(pairs, tmp_path, 
             assert torch.equal(a[key], b[key]), f"{name}.{key} differs after resume"
     with (tmp_path / "split" / "log.csv").open() as handle:
         assert [int(r["step"]) for r in csv.DictReader(handle) if r["loss_g"]] == [2, 3, 4, 6]
+
+
+def test_warmup_ramps_the_learning_rate_up_to_lr_g_then_milestones_halve_it(pairs, tmp_path):
+    train(_config(pairs, tmp_path / "run", "steps=6", "lr_g=1e-3", "lr_warmup=4", "lr_milestones=[5]",
+                  "log_every=1"), progress=False)
+    with (tmp_path / "run" / "log.csv").open() as handle:
+        rates = [float(r["lr_g"]) for r in csv.DictReader(handle) if r["loss_g"]]
+    # The first step runs at lr_g / 4, each further one a quarter of the rest up: 0.25, 0.44, ... 1.
+    assert rates == pytest.approx([4.375e-4, 6.25e-4, 8.125e-4, 1e-3, 5e-4, 5e-4])
 
 
 def test_gan_stage_from_psnr_model_with_a_local_vgg_file(pairs, tmp_path):
