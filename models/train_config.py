@@ -51,6 +51,7 @@ class TrainConfig:
     max_minutes: float | None = None  # stop after this much training time (wall clock, validation excluded)
     max_cpu_minutes: float | None = None  # or this much CPU time of the run (this process and its render workers): fair budgets on a shared machine
     threads: int | None = None  # torch CPU threads; None: the cores the render workers leave (measured at the start)
+    batch_split: int | None = None  # parts each stage-psnr CPU step's batch is cut into, each part's forward and backward on a thread of its own, gradients summed in a fixed order (oneDNN splits one small batch over cores badly); None: the cores, up to batch_size (1 on a GPU); 1: off
     synthetic_workers: int = -1  # processes rendering (CPU) or planning (CUDA) on-the-fly samples; -1: cores shared by measured cost
     lr_g: float | None = None  # generator learning rate; None: 2e-4 (psnr) or 1e-4 (gan)
     lr_d: float = 1e-4  # discriminator learning rate (BasicSR: 1e-4)
@@ -85,7 +86,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "crop_size", "log_every", "val_every", "checkpoint_every",
                     "keep_checkpoints")
-        for name in ("max_minutes", "max_cpu_minutes", "threads"):
+        for name in ("max_minutes", "max_cpu_minutes", "threads", "batch_split"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0 (or null), got {getattr(self, name)}")
         for name in positive:

@@ -236,6 +236,24 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(pairs, tmp_path, 
         assert [int(r["step"]) for r in csv.DictReader(handle) if r["loss_g"]] == [2, 3, 4, 6]
 
 
+@pytest.mark.parametrize("pixel_loss", ["mse", "psnr"])
+def test_a_batch_split_over_threads_trains_the_same_model_deterministically(pairs, tmp_path, pixel_loss, caplog):
+    """batch_split cuts each step's batch (here 3 samples in parts of 2 and 1) over threads:
+    its gradients are the whole batch's, so the weights match the unsplit run's to float
+    rounding, and two split runs are identical."""
+    runs = {}
+    for name, parts in (("whole", 1), ("split", 2), ("again", 2)):
+        with caplog.at_level("INFO", logger="models.train"):
+            runs[name] = train(_config(pairs, tmp_path / name, "steps=4", "batch_size=3", "amp=off",
+                                       f"pixel_loss={pixel_loss}", f"batch_split={parts}"), progress=False)
+    assert "the batch in 2 part(s)" in caplog.text
+    whole, split, again = (_tensors(runs[n].checkpoint / "generator.safetensors") for n in ("whole", "split", "again"))
+    assert any(not torch.equal(whole[k], split[k]) for k in whole)  # summed in another order
+    for key in whole:
+        assert torch.equal(split[key], again[key]), key
+        torch.testing.assert_close(split[key], whole[key], rtol=1e-4, atol=1e-6)
+
+
 def test_warmup_ramps_the_learning_rate_up_to_lr_g_then_milestones_halve_it(pairs, tmp_path):
     train(_config(pairs, tmp_path / "run", "steps=6", "lr_g=1e-3", "lr_warmup=4", "lr_milestones=[5]",
                   "log_every=1"), progress=False)
