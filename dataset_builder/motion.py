@@ -116,6 +116,8 @@ class Motion:
         weights: (F, T) each output frame's exposure weights (rows sum to 1), oldest
             frame first; the centre row is the blurred frame paired with the sharp one.
         sharp_index: index of t = 0 in ``times`` (the sharp target).
+        next_sharp_index: for a consecutive pair (:func:`sample_motion`'s ``consecutive``),
+            index in ``times`` of the next frame's sharp instant, one frame interval later.
         camera: (T, 2, 3) output pixel -> scene pixel, scene origin where the crop's
             centre is at t = 0.
         objects: the moving cut-outs, drawn in order (later ones in front).
@@ -133,6 +135,7 @@ class Motion:
     window: int = 1
     duty_cycle: float = 1.0
     substeps: int = 1
+    next_sharp_index: int | None = None
 
     def scene_extent(self, size: int) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1): the scene area the camera sees at any instant."""
@@ -142,18 +145,22 @@ class Motion:
 
 
 def exposure_weights(centres: list[float], window: int, substeps: int,
-                     duty_cycle: float) -> tuple[np.ndarray, np.ndarray, int]:
+                     duty_cycle: float, instants: tuple[float, ...] = ()) -> tuple[np.ndarray, np.ndarray, int]:
     """The builder's shutter for several exposures, on one shared list of instants.
 
     Args:
         centres: the exposures' centres, source frames from the sharp frame.
         window, substeps, duty_cycle: as :func:`~dataset_builder.averaging.exposure_samples`.
+        instants: more instants to render (weight 0 in every exposure), e.g. a second sharp
+            frame; find them in ``times`` with :func:`instant_index`.
 
     Returns:
         (times (T,), weights (len(centres), T), index of t = 0 in times).
     """
     samples = exposure_samples(window, substeps, duty_cycle)
     keyed: dict[float, int] = {0.0: 0}
+    for t in instants:
+        keyed.setdefault(round(t, 9), len(keyed))
     entries = []
     for row, centre in enumerate(centres):
         for s in samples:
@@ -167,11 +174,16 @@ def exposure_weights(centres: list[float], window: int, substeps: int,
     # Instants in time order: renderers may then reuse neighbouring work.
     sort = np.argsort(order)
     times = np.asarray(order, np.float64)[sort]
-    return times, weights[:, sort], int(np.flatnonzero(times == 0.0)[0])
+    return times, weights[:, sort], instant_index(times, 0.0)
+
+
+def instant_index(times: np.ndarray, t: float) -> int:
+    """Where instant ``t`` (source frames from the sharp frame) is in :func:`exposure_weights`' times."""
+    return int(np.flatnonzero(times == round(t, 9))[0])
 
 
 def sample_motion(rng: np.random.Generator, config: MotionConfig, *, size: int,
-                  in_frames: int = 1) -> Motion:
+                  in_frames: int = 1, consecutive: bool = False) -> Motion:
     """Draw one sample's motion.
 
     Args:
@@ -179,6 +191,9 @@ def sample_motion(rng: np.random.Generator, config: MotionConfig, *, size: int,
         config: the distributions.
         size: side of the square output crop, px.
         in_frames: output frames rendered (odd), centred on the sharp one.
+        consecutive: render one frame more, after them, and the sharp instant one frame
+            interval after the first (``Motion.next_sharp_index``): two consecutive samples of
+            one motion, frames ``[0, in_frames)`` for t = 0 and ``[1, in_frames]`` for the next.
     """
     window = int(rng.choice(config.windows))
     duty = float(rng.uniform(*config.duty_cycle))
@@ -186,7 +201,7 @@ def sample_motion(rng: np.random.Generator, config: MotionConfig, *, size: int,
     interval = float(config.frame_stride)
     if config.exposure_share is not None and in_frames > 1:
         interval = open_time / float(rng.uniform(*config.exposure_share))
-    centres = [(f - in_frames // 2) * interval for f in range(in_frames)]
+    centres = [(f - in_frames // 2) * interval for f in range(in_frames + consecutive)]
     t_lo, t_hi = centres[0] - open_time / 2, centres[-1] + open_time / 2
     still = rng.random() < config.static_fraction
     length = 0.0 if still else _streak_length(rng, config)
@@ -200,12 +215,14 @@ def sample_motion(rng: np.random.Generator, config: MotionConfig, *, size: int,
     speed = (length / open_time + half * (abs(zoom_rate) + abs(roll_rate)) +
              max([o["speed"] + o["radius"] * abs(o["spin"]) for o in objects], default=0.0))
     substeps = int(min(MAX_SUBSTEPS, max(1, math.ceil(speed / config.step_px))))
-    times, weights, sharp_index = exposure_weights(centres, window, substeps, duty)
+    times, weights, sharp_index = exposure_weights(centres, window, substeps, duty,
+                                                   (interval,) if consecutive else ())
     centre = np.array([(size - 1) / 2, (size - 1) / 2])
     camera = _affine(roll_rate * times, 1.0 / (1.0 + zoom_rate * times), centre, path(times))
     placed = tuple(_object_motion(o, times) for o in objects)
     return Motion(times=times, weights=weights, sharp_index=sharp_index, camera=camera,
-                  objects=placed, blur_px=length, window=window, duty_cycle=duty, substeps=substeps)
+                  objects=placed, blur_px=length, window=window, duty_cycle=duty, substeps=substeps,
+                  next_sharp_index=instant_index(times, interval) if consecutive else None)
 
 
 def camera_motion(cameras: list[np.ndarray], centre_frame: int, *, window: int,

@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--size", type=_positive, default=256, help="square side, px, even (default: %(default)s)")
     render.add_argument("--frames", type=_positive, default=1, help="blurred frames per pair, odd (default: 1)")
     render.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    render.add_argument("--consecutive", action="store_true",
+                        help="each sample as two consecutive pairs of one motion (2 x --count pairs), so "
+                        "evaluate also reports the flow-warping error (flicker) on rendered video; needs --frames > 1")
 
     export = sub.add_parser(
         "export",
@@ -328,9 +331,11 @@ def _run_render_pairs(args: argparse.Namespace) -> int:
         synthetic = dataclasses.replace(synthetic, val_photos=args.val_photos)
     if not synthetic.val_photos:
         raise ConfigError("no photos to render from: give --val-photos NAME,... (held out of training)")
+    if args.consecutive and args.frames < 2:
+        raise ConfigError("--consecutive needs neighbouring frames: give --frames 3 or more")
     manifest = write_rendered_pairs(synthetic, args.out, count=args.count, size=args.size,
-                                    in_frames=args.frames, seed=args.seed)
-    print(f"wrote {args.count} pairs: {manifest}")
+                                    in_frames=args.frames, seed=args.seed, consecutive=args.consecutive)
+    print(f"wrote {args.count * (2 if args.consecutive else 1)} pairs: {manifest}")
     return 0
 
 

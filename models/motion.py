@@ -249,8 +249,14 @@ def _full_resolution(flow: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def add_motion(sample: dict[str, Tensor], estimator: MotionEstimator) -> dict[str, Tensor]:
     """``sample`` with its flow: {"blurry": (F*3, H, W) with dropped neighbours replaced by the
-    centre frame, "sharp", "motion": (2*(F-1), H, W) float32} (:mod:`models.motion`)."""
+    centre frame, "sharp", "motion": (2*(F-1), H, W) float32} (:mod:`models.motion`); a
+    consecutive pair (a leading dimension of 2, :class:`models.synthetic.SyntheticPairs`) gets
+    each of its two samples' flow."""
     blurry = sample["blurry"]
+    if blurry.dim() == 4:
+        members = [add_motion({key: value[i] for key, value in sample.items()}, estimator)
+                   for i in range(len(blurry))]
+        return {key: torch.stack([m[key] for m in members]) for key in members[0]}
     frames_u8 = (blurry.float().reshape(-1, 3, *blurry.shape[-2:]) * 255).round().to(torch.uint8)
     frames = [np.ascontiguousarray(f) for f in frames_u8.permute(0, 2, 3, 1).cpu().numpy()]
     order, motion = estimator.windows(frames, 1)

@@ -15,7 +15,7 @@ STATE_FILE = "state.pt"
 FINAL_MODEL = "model.safetensors"
 # One row per log_every steps (mean training losses; time_s and cpu_s count from this
 # process's first step, cpu_s with its render workers) and one per validation (val_* only).
-CSV_COLUMNS = ("step", "time_s", "cpu_s", "lr_g", "loss_g", "l_pix", "l_percep", "l_gan", "loss_d",
+CSV_COLUMNS = ("step", "time_s", "cpu_s", "lr_g", "loss_g", "l_pix", "l_temporal", "l_percep", "l_gan", "loss_d",
                "val_psnr", "val_ssim", "val_psnr_input", "val_ssim_input",
                "val_synth_psnr", "val_synth_psnr_input", "val_real_psnr", "val_real_psnr_input")
 

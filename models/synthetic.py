@@ -94,7 +94,8 @@ def render_motion(photo: Tensor, motion: Motion, size: int | tuple[int, int],
         to_photo: (2, 3) scene pixel -> photo pixel.
 
     Returns:
-        (blurred (F, 3, h, w), sharp (3, h, w)), float32 linear light.
+        (blurred (F, 3, h, w), sharp (3, h, w)), float32 linear light; for a consecutive pair's
+        motion (``motion.next_sharp_index``) sharp is (2, 3, h, w), the pair's two sharp frames.
     """
     out_h, out_w = (size, size) if isinstance(size, int) else size
     device = photo.device
@@ -125,6 +126,8 @@ def render_motion(photo: Tensor, motion: Motion, size: int | tuple[int, int],
     weights = torch.as_tensor(motion.weights, dtype=torch.float32, device=device)
     # (F, T) @ (3, T, h*w): the instants summed in place, without a permuted copy of frames.
     blurred = (weights @ frames.flatten(2)).transpose(0, 1).reshape(-1, 3, out_h, out_w)
+    if motion.next_sharp_index is not None:
+        return blurred, frames[:, [motion.sharp_index, motion.next_sharp_index]].transpose(0, 1)
     return blurred, frames[:, motion.sharp_index]
 
 
@@ -178,13 +181,20 @@ class SyntheticPairs:
         seed: base of every random choice.
         device: where photos live and rendering runs.
         sharp_fraction: share of samples fed their sharp target as input (train only).
+        consecutive: every sample is two consecutive ones of one motion (the temporal term of
+            training): blurry (2, in_frames*3, S, S), sharp (2, 3, S, S), the second one frame
+            interval after the first, sharing all but one of its blurred frames.
     """
 
     def __init__(self, config: SyntheticConfig, *, split: str, crop_size: int, in_frames: int = 1,
-                 seed: int = 0, device: torch.device | str = "cpu", sharp_fraction: float = 0.0) -> None:
+                 seed: int = 0, device: torch.device | str = "cpu", sharp_fraction: float = 0.0,
+                 consecutive: bool = False) -> None:
         if crop_size % 2:
             raise ValueError(f"crop_size must be even for 4:2:0 compression, got {crop_size}")
+        if consecutive and in_frames < 2:
+            raise ValueError("consecutive samples need neighbouring frames (in_frames > 1)")
         self.config, self.split, self.crop_size, self.in_frames = config, split, crop_size, in_frames
+        self.consecutive = consecutive
         self.seed, self.device, self.sharp_fraction = seed, torch.device(device), sharp_fraction
         held_out = set(config.val_photos)
         found = sorted({p for entry in config.photos for p in find_photos(Path(entry))})
@@ -214,7 +224,7 @@ class SyntheticPairs:
         size, cfg = self.crop_size, self.config
         level = int(rng.integers(len(self._levels)))
         photo = self._levels[level]
-        motion = sample_motion(rng, cfg.motion, size=size, in_frames=self.in_frames)
+        motion = sample_motion(rng, cfg.motion, size=size, in_frames=self.in_frames, consecutive=self.consecutive)
         to_photo = _place(rng, motion, size, photo.shape[-1], photo.shape[-2])
         noise = float(rng.uniform(*cfg.noise_sigma)) if rng.random() < cfg.noise else 0.0
         noise_seed = int(rng.integers(2**62))
@@ -232,8 +242,9 @@ class SyntheticPairs:
 
     def render(self, plan: SamplePlan) -> dict[str, Tensor]:
         """Render a plan: {"blurry": (in_frames*3, S, S), "sharp": (3, S, S)}, float in [0, 1]
-        on the device, 8-bit levels, oldest blurred frame first."""
-        size = self.crop_size
+        on the device, 8-bit levels, oldest blurred frame first (consecutive: a leading pair
+        dimension of 2 on both)."""
+        size, frames = self.crop_size, self.in_frames
         blurred, sharp = render_motion(self._levels[plan.level], plan.motion, size, plan.to_photo)
         if plan.noise > 0:
             generator = torch.Generator(device=self.device).manual_seed(plan.noise_seed)
@@ -243,11 +254,10 @@ class SyntheticPairs:
         if plan.codec is not None:
             blurry = self._compress(blurry, plan.codec, plan.quality)
         sharp = _quantise(encode_srgb(sharp))
-        if plan.sharp_input:
-            blurry = sharp[None].expand(self.in_frames, -1, -1, -1)
-        elif plan.alone:
-            blurry = blurry[self.in_frames // 2][None].expand(self.in_frames, -1, -1, -1)
-        return {"blurry": blurry.reshape(-1, size, size), "sharp": sharp}
+        if not self.consecutive:
+            return {"blurry": _input(blurry, sharp, plan, frames).reshape(-1, size, size), "sharp": sharp}
+        pair = [_input(blurry[first:first + frames], sharp[first], plan, frames) for first in (0, 1)]
+        return {"blurry": torch.stack(pair).reshape(2, -1, size, size), "sharp": sharp}
 
     def sample(self, number: int) -> dict[str, Tensor]:
         """Sample ``number``, planned and rendered (see :meth:`render`)."""
@@ -280,6 +290,16 @@ class SamplePlan:
     alone: bool = False  # its neighbours are the centre frame itself (no neighbours)
 
 
+def _input(blurry: Tensor, sharp: Tensor, plan: SamplePlan, frames: int) -> Tensor:
+    """What the network is fed for one sample: its blurred frames (F, 3, S, S), or its sharp
+    frame (``sharp_input``) or its centre frame (``alone``) in every slot."""
+    if plan.sharp_input:
+        return sharp[None].expand(frames, -1, -1, -1)
+    if plan.alone:
+        return blurry[frames // 2][None].expand(frames, -1, -1, -1)
+    return blurry
+
+
 def _quantise(code: Tensor) -> Tensor:
     return (code * _LEVELS).round() / _LEVELS
 
@@ -308,39 +328,56 @@ def _place(rng: np.random.Generator, motion: Motion, size: int, width: int, heig
 
 
 def write_rendered_pairs(config: SyntheticConfig, out: str | Path, *, split: str = "val", count: int = 64,
-                         size: int = 256, in_frames: int = 1, seed: int = 0) -> Path:
+                         size: int = 256, in_frames: int = 1, seed: int = 0, consecutive: bool = False) -> Path:
     """Write ``count`` samples of ``split`` as a pairs folder in the builder's format.
 
     Evaluation (``python -m models evaluate``) and its baselines then see exactly the
-    samples training validates on. Returns the manifest's path.
+    samples training validates on. With ``consecutive`` every sample is two consecutive
+    pairs of one motion (``2 * count`` pairs), recorded as frames one stride apart, so that
+    evaluation measures the flow-warping error of rendered video too. Returns the manifest's path.
     """
     out = Path(out)
-    pairs = SyntheticPairs(config, split=split, crop_size=size, in_frames=in_frames, seed=seed)
+    pairs = SyntheticPairs(config, split=split, crop_size=size, in_frames=in_frames, seed=seed,
+                           consecutive=consecutive)
     records = []
     for number in range(count):
         plan = pairs.plan(number)
-        sample = pairs.render(plan)
+        rendered = pairs.render(plan)
         source = f"{pairs.photos[plan.level // len(config.scales)].stem}_rendered"
-        sharp_path, blurry_path = pair_paths(split, source, number)
-        frames = sample["blurry"].reshape(in_frames, 3, size, size)
-        names = [blurry_path if f == in_frames // 2 else blurry_path.replace(".png", f"_f{f}.png")
-                 for f in range(in_frames)]
-        for name, image in [(sharp_path, sample["sharp"]), *zip(names, frames)]:
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
-            write_png(out / name, (image * _LEVELS).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
-        centre = frames[in_frames // 2]
-        mse = float(torch.mean((centre - sample["sharp"]) ** 2))
-        records.append(PairRecord(
-            split=split, source=source, index=number, sharp=sharp_path, blurry=blurry_path,
-            blurry_frames=names, frames_averaged=[], sharp_frame=0, window=plan.motion.window,
-            stride=config.motion.frame_stride, fps=None, response="srgb", interpolate=plan.motion.substeps,
-            duty_cycle=plan.motion.duty_cycle, noise=plan.noise,
-            jpeg=plan.quality if plan.codec == "jpeg" else None, seed=seed,
-            static=plan.sharp_input or plan.motion.blur_px == 0 and not plan.motion.objects, bit_depth=8,
-            blurry_psnr=round(10 * math.log10(1 / mse), 3) if mse > 0 else 100.0, source_path="on the fly"))
+        members = ([{key: value[k] for key, value in rendered.items()} for k in (0, 1)] if consecutive
+                   else [rendered])
+        for member, sample in enumerate(members):
+            records.append(_write_rendered(out, sample, plan, config, split=split, source=source,
+                                           index=len(members) * number + member, size=size, in_frames=in_frames,
+                                           seed=seed, sharp_frame=3 * number + member if consecutive else 0,
+                                           stride=1 if consecutive else config.motion.frame_stride))
     manifest = out / MANIFEST_NAME
     write_records(manifest, records)
     return manifest
+
+
+def _write_rendered(out: Path, sample: dict[str, Tensor], plan: SamplePlan, config: SyntheticConfig, *,
+                    split: str, source: str, index: int, size: int, in_frames: int, seed: int,
+                    sharp_frame: int, stride: int) -> PairRecord:
+    """One rendered sample's PNGs, and its manifest record (consecutive pairs: sharp frames
+    one ``stride`` apart, those of different samples further)."""
+    sharp_path, blurry_path = pair_paths(split, source, index)
+    frames = sample["blurry"].reshape(in_frames, 3, size, size)
+    names = [blurry_path if f == in_frames // 2 else blurry_path.replace(".png", f"_f{f}.png")
+             for f in range(in_frames)]
+    for name, image in [(sharp_path, sample["sharp"]), *zip(names, frames)]:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        write_png(out / name, (image * _LEVELS).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+    centre = frames[in_frames // 2]
+    mse = float(torch.mean((centre - sample["sharp"]) ** 2))
+    return PairRecord(
+        split=split, source=source, index=index, sharp=sharp_path, blurry=blurry_path,
+        blurry_frames=names, frames_averaged=[], sharp_frame=sharp_frame, window=plan.motion.window,
+        stride=stride, fps=None, response="srgb", interpolate=plan.motion.substeps,
+        duty_cycle=plan.motion.duty_cycle, noise=plan.noise,
+        jpeg=plan.quality if plan.codec == "jpeg" else None, seed=seed,
+        static=plan.sharp_input or plan.motion.blur_px == 0 and not plan.motion.objects, bit_depth=8,
+        blurry_psnr=round(10 * math.log10(1 / mse), 3) if mse > 0 else 100.0, source_path="on the fly")
 
 
 def blur_lengths(config: SyntheticConfig, count: int, *, seed: int = 0, size: int = 128) -> np.ndarray:

@@ -70,6 +70,7 @@ from models.run_folder import (
     resolve_checkpoint,
 )
 from models.synthetic import SyntheticPairs
+from models.temporal import PairWarps, temporal_loss
 from models.train_config import TrainConfig, config_to_yaml
 from models.motion import network_input
 from models.training_data import TrainingBatches, WithMotion, split_cores, stored_workers
@@ -170,6 +171,8 @@ class Trainer:
         # Each batch: synthetic_per_batch samples rendered on the fly, the rest stored pairs.
         synthetic_per_batch = round(cfg.synthetic.fraction * cfg.batch_size)
         stored_per_batch = cfg.batch_size - synthetic_per_batch
+        consecutive = cfg.temporal_weight > 0  # then each rendered sample is a pair: half as many
+        self._warps = PairWarps() if consecutive else None
         stored = None
         if stored_per_batch:
             stored = PairsDataset(cfg.data, split="train", in_frames=frames, crop_size=cfg.crop_size,
@@ -181,10 +184,11 @@ class Trainer:
         if synthetic_per_batch:
             synthetic = SyntheticPairs(cfg.synthetic, split="train", crop_size=cfg.crop_size,
                                        in_frames=frames, seed=cfg.seed, device=self.device,
-                                       sharp_fraction=cfg.sharp_input_fraction)
+                                       sharp_fraction=cfg.sharp_input_fraction, consecutive=consecutive)
         self.batches = TrainingBatches(
             stored=stored, stored_per_batch=stored_per_batch, synthetic=synthetic,
-            synthetic_per_batch=synthetic_per_batch, generator=cfg.generator, device=self.device,
+            synthetic_per_batch=synthetic_per_batch // 2 if consecutive else synthetic_per_batch,
+            generator=cfg.generator, device=self.device,
             steps=cfg.steps, seed=cfg.seed, reuse=cfg.synthetic.reuse, pool=cfg.synthetic.pool,
             render_workers=0, stored_workers=stored_workers(cfg.num_workers, stored))
         self.validation = Validation(cfg, self.device)
@@ -344,46 +348,72 @@ class Trainer:
             inputs: (N, in_channels, h, w): blurred frames in [0, 1], then any motion channels.
             sharp: (N, 3, h, w) float in [0, 1].
         """
+        warps = self._warps(sharp) if self._warps is not None else None
         if self.batch_parts > 1:
-            l_pix = self._split_gradients(inputs, sharp)
+            l_pix, l_temporal = self._split_gradients(inputs, sharp, warps)
             self._step_generator(None)
         else:
             with self._autocast():
                 restored = self.generator(inputs)
-            l_pix = self.config.pixel_weight * self._pixel_loss(restored.float(), sharp)
-            self._step_generator(l_pix)
-        return {"loss_g": l_pix.item(), "l_pix": l_pix.item()}
+            l_pix, l_temporal = self._psnr_losses(restored, sharp, warps)
+            self._step_generator(l_pix + l_temporal)
+        values = {"loss_g": (l_pix + l_temporal).item(), "l_pix": l_pix.item()}
+        if warps is not None:
+            values["l_temporal"] = l_temporal.item()
+        return values
 
-    def _split_gradients(self, inputs: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
-        """Set the generator's gradients of the pixel loss from the batch cut in ``batch_parts``
-        parts, each part's forward and backward at once on a thread of its own; return the loss.
+    def _psnr_losses(self, restored: torch.Tensor, sharp: torch.Tensor,
+                     warps: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 1's weighted pixel loss and temporal term (0 without ``warps``)."""
+        l_pix = self.config.pixel_weight * self._pixel_loss(restored.float(), sharp)
+        if warps is None:
+            return l_pix, torch.zeros((), device=l_pix.device)
+        return l_pix, self.config.temporal_weight * temporal_loss(restored, sharp, *warps)
 
-        Every pixel loss is a mean over the batch, so the whole batch's loss is the parts'
-        losses weighted by their share of it, and its gradient the sum of theirs: the same
-        update, summed in a fixed order (deterministic). One bare bf16 step of the default
-        model on 2 cores: 0.225 s on one thread, 0.123 s in 2 parts (docs/benchmarks.md).
+    def _split_gradients(self, inputs: torch.Tensor, sharp: torch.Tensor,
+                         warps: tuple[torch.Tensor, torch.Tensor] | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Set the generator's gradients of the loss from the batch cut in ``batch_parts``
+        parts, each part's forward and backward at once on a thread of its own; return the
+        pixel loss and the temporal term.
+
+        Every loss is a mean over the batch (the temporal term over its pairs, which a cut
+        never separates), so the whole batch's loss is the parts' losses weighted by their
+        share of it, and its gradient the sum of theirs: the same update, summed in a fixed
+        order (deterministic). One bare bf16 step of the default model on 2 cores: 0.225 s on
+        one thread, 0.123 s in 2 parts (docs/benchmarks.md).
         """
         if self._part_pool is None:
             self._part_pool = ThreadPoolExecutor(self.batch_parts, thread_name_prefix="batch-part")
         params = list(self.generator.parameters())
         total = len(inputs)
 
-        def part(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        def part(x: torch.Tensor, y: torch.Tensor, warp: tuple[torch.Tensor, torch.Tensor] | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
             with self._autocast():  # thread-local: entered on the part's own thread
                 restored = self.generator(x)
-            loss = self.config.pixel_weight * self._pixel_loss(restored.float(), y) * (len(x) / total)
-            return loss.detach(), torch.autograd.grad(loss, params, materialize_grads=True)
+            l_pix, l_temporal = (loss * (len(x) / total) for loss in self._psnr_losses(restored, y, warp))
+            return l_pix.detach(), l_temporal.detach(), torch.autograd.grad(l_pix + l_temporal, params,
+                                                                            materialize_grads=True)
 
-        futures = [self._part_pool.submit(part, x, y) for x, y in
-                   zip(inputs.tensor_split(self.batch_parts), sharp.tensor_split(self.batch_parts))]
+        if warps is None:
+            cuts = [(x, y, None) for x, y in zip(inputs.tensor_split(self.batch_parts),
+                                                 sharp.tensor_split(self.batch_parts))]
+        else:  # cut between pairs: (2N, ...) -> (N, 2, ...) cut, then flattened back
+            def paired(t: torch.Tensor) -> list[torch.Tensor]:
+                return [c.flatten(0, 1) for c in t.unflatten(0, (-1, 2)).tensor_split(self.batch_parts)]
+            grids, masks = (w.tensor_split(self.batch_parts) for w in warps)
+            cuts = [(x, y, (g, m)) for x, y, g, m in zip(paired(inputs), paired(sharp), grids, masks)
+                    if len(x)]
+        futures = [self._part_pool.submit(part, *cut) for cut in cuts]
         results = [future.result() for future in futures]
-        loss, grads = results[0][0], list(results[0][1])
-        for part_loss, part_grads in results[1:]:
-            loss = loss + part_loss
+        l_pix, l_temporal, grads = results[0][0], results[0][1], list(results[0][2])
+        for part_pix, part_temporal, part_grads in results[1:]:
+            l_pix, l_temporal = l_pix + part_pix, l_temporal + part_temporal
             torch._foreach_add_(grads, list(part_grads))
         for param, grad in zip(params, grads):
             param.grad = grad
-        return loss
+        return l_pix, l_temporal
 
     def gan_step(self, inputs: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
         """Stage 2: one generator step, then one discriminator step (BasicSR's order).

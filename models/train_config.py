@@ -63,6 +63,7 @@ class TrainConfig:
     pixel_weight: float | None = None  # pixel-loss weight; None: 1.0 (psnr) or 1e-2 (gan)
     pixel_loss: Literal["l1", "mse", "charbonnier", "psnr"] = "l1"  # L1 (BasicSR), MSE, Charbonnier (eps 1e-3) or PSNR loss (-PSNR per sample)
     fft_weight: float = 0.0  # weight of the FFT loss (MIMO-UNet) added to the pixel loss in any stage; 0: off
+    temporal_weight: float = 0.0  # video, stage psnr, rendered samples only: weight of the temporal term (models/temporal.py temporal_loss): samples come as consecutive pairs of one motion and the output error's change along the sharp frames' motion is penalised (less flicker); 0: off
     perceptual: Literal["vgg19", "fft", "none"] = "vgg19"  # stage gan content loss; vgg19 needs vgg_weights
     vgg_weights: str | None = None  # local torchvision vgg19 state dict (.pth/.safetensors)
     vgg_layer: str = "conv5_4"  # VGG19 layer before activation (ESRGAN conv5_4, DeblurGAN conv3_3)
@@ -98,6 +99,14 @@ class TrainConfig:
             raise ConfigError(f"sharp_input_fraction must be in [0, 1), got {self.sharp_input_fraction}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.temporal_weight < 0:
+            raise ConfigError(f"temporal_weight must be >= 0, got {self.temporal_weight}")
+        if self.temporal_weight > 0:
+            if self.stage != "psnr" or self.generator.in_frames < 2 or self.synthetic.fraction < 1:
+                raise ConfigError("temporal_weight > 0 needs stage psnr, a video generator (in_frames > 1) and "
+                                  "rendered samples only (synthetic.fraction: 1): stored pairs are not consecutive")
+            if self.batch_size % 2:
+                raise ConfigError(f"temporal_weight > 0 needs an even batch_size (consecutive pairs), got {self.batch_size}")
         if self.vgg_layer not in VGG19_LAYERS:
             raise ConfigError(f"vgg_layer {self.vgg_layer!r} is not a VGG19 layer; e.g. conv5_4, conv3_3")
         if self.stage != "gan":

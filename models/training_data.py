@@ -128,7 +128,8 @@ class TrainingBatches:
         stored: stored training pairs (augmented by sample number), or None.
         stored_per_batch: samples of each batch taken from ``stored``.
         synthetic: on-the-fly training pairs, or None.
-        synthetic_per_batch: samples of each batch made on the fly.
+        synthetic_per_batch: samples of each batch made on the fly (consecutive pairs when
+            ``synthetic.consecutive``: each adds two samples to the batch, adjacent).
         generator: the generator's config (frames, motion).
         device: where batches go.
         steps: the run's last step (loaders stop there).
@@ -147,6 +148,8 @@ class TrainingBatches:
         self.generator, self.device, self.steps, self.seed = generator, device, steps, seed
         self.render_workers, self.stored_workers = render_workers, stored_workers
         self.motion = generator.motion != "none"
+        # Consecutive pairs (the temporal term): each on-the-fly sample is two, adjacent in the batch.
+        self.consecutive = bool(getattr(synthetic, "consecutive", False))
         self.reuse = reuse
         # Each step renders `chunk` new samples; the pool holds the newest `pool_chunks` chunks.
         self.chunk = synthetic_per_batch if reuse <= 1 else max(1, round(synthetic_per_batch / reuse))
@@ -205,7 +208,10 @@ class TrainingBatches:
         for pick, variant in zip(picks, variants):
             chunk = pool[pick // self.chunk]
             sample = {key: value[pick % self.chunk] for key, value in chunk.items()}
-            samples.append(symmetric_variant(sample, int(variant), self.generator.in_frames))
+            sample = symmetric_variant(sample, int(variant), self.generator.in_frames)
+            if self.consecutive and variant & 8:  # backwards, the later sample comes first
+                sample = {key: value.flip(0) for key, value in sample.items()}
+            samples.append(sample)
         return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
 
     def __call__(self, start: int) -> Iterator[dict[str, Tensor]]:
@@ -220,6 +226,8 @@ class TrainingBatches:
                 parts.append(next(stored))
             if made is not None:
                 parts.append(next(made))
+            if self.consecutive:  # (pairs, 2, ...) -> (2 * pairs, ...): [a0, b0, a1, b1, ...]
+                parts[-1] = {key: value.flatten(0, 1) for key, value in parts[-1].items()}
             yield {key: torch.cat([p[key] for p in parts]).to(self.device, non_blocking=True)
                    for key in parts[0]}
 

@@ -178,6 +178,27 @@ def test_render_pairs_writes_pairs_that_evaluate_reads(tmp_path, photos, identit
                       progress=False)
     assert len(report.results) == 5
     assert all(abs(r.gain) < 1e-6 for r in report.results)  # the identity changes nothing
+    assert report.temporal is None  # independent samples: no consecutive frames
+
+
+def test_consecutive_rendered_pairs_measure_flicker(tmp_path, photos, identity_model_file, capsys):
+    """render-pairs --consecutive: two pairs per sample, one frame apart, and evaluate reports
+    the warping error on them (the identity's output is its input, so the two agree)."""
+    from models.cli import main
+    from models.evaluate import EvaluateConfig, evaluate
+
+    assert main(["render-pairs", str(photos), str(tmp_path / "pairs"), "--val-photos", "gamma", "--count", "3",
+                 "--size", "48", "--frames", "3", "--consecutive", "--config", "video"]) == 0
+    assert "wrote 6 pairs" in capsys.readouterr().out
+    records = [json.loads(line) for line in (tmp_path / "pairs" / "manifest.jsonl").read_text().splitlines()]
+    assert [r["sharp_frame"] for r in records] == [0, 1, 3, 4, 6, 7]
+    report = evaluate(EvaluateConfig(model=identity_model_file, pairs=str(tmp_path / "pairs"), baselines=False,
+                                     sharp_check=False), progress=False)
+    assert report.temporal["pairs"] == 3
+    assert report.temporal["output"] == pytest.approx(report.temporal["input"], rel=1e-6)
+    assert main(["render-pairs", str(photos), str(tmp_path / "single"), "--val-photos", "gamma",
+                 "--consecutive"]) == 2
+    assert "--frames 3" in capsys.readouterr().err
 
 
 VIDEO_NET = "generator={num_feat: 8, num_block: 1, num_grow_ch: 4, downscale: 2, in_frames: 3, motion: flow}"
@@ -227,3 +248,51 @@ def test_cores_are_shared_between_rendering_and_the_network_by_their_cost(render
     from models.training_data import split_cores
 
     assert split_cores(render, step, cores) == expected
+
+
+def test_consecutive_samples_share_frames_and_follow_one_motion(photos):
+    """A consecutive pair is two samples of one motion, one frame interval apart: the later
+    sample's frames are the earlier one's shifted by one, and its sharp frame is the
+    earlier sharp frame moved by the scene's motion (a steady pan: a shift)."""
+    config = SyntheticConfig(fraction=1.0, photos=(str(photos),), noise=0.0, compression=0.0,
+                             motion=MotionConfig(exposure_share=(0.5, 0.5), shake_fraction=0.0, pan_curvature=0.0,
+                                                 blur_median=3.0, blur_spread=0.0, blur_max=3.0,
+                                                 zoom=0.0, roll=0.0, objects=(0, 0), static_fraction=0.0))
+    pairs = SyntheticPairs(config, split="train", crop_size=48, in_frames=3, seed=2, consecutive=True)
+    sample = pairs.sample(3)
+    assert sample["blurry"].shape == (2, 9, 48, 48) and sample["sharp"].shape == (2, 3, 48, 48)
+    assert torch.equal(sample["blurry"][0, 3:], sample["blurry"][1, :6])  # frames 1, 2 shared
+    assert not torch.equal(sample["sharp"][0], sample["sharp"][1])
+    motion = pairs.plan(3).motion
+    assert motion.weights.shape[0] == 4 and motion.next_sharp_index is not None
+    # The later sharp frame is the earlier one moved by the pan over one frame interval.
+    shift = motion.camera[motion.next_sharp_index, :, 2] - motion.camera[motion.sharp_index, :, 2]
+    earlier = (sample["sharp"][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    moved = cv2.warpAffine(earlier, np.array([[1.0, 0, -shift[0]], [0, 1.0, -shift[1]]]), (48, 48),
+                           flags=cv2.INTER_LINEAR)
+    inner = (slice(12, 36), slice(12, 36))  # away from what enters the view
+    later = (sample["sharp"][1].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert np.hypot(*shift) == pytest.approx(6.0)  # 3 px streaks at half the frame interval
+    assert psnr(moved[inner], later[inner]) > 30 > psnr(earlier[inner], later[inner])
+    # Plain samples are what they were: consecutive rendering adds a kind, it changes no other.
+    plain = SyntheticPairs(config, split="train", crop_size=48, in_frames=3, seed=2).sample(3)
+    assert plain["blurry"].shape == (9, 48, 48)
+
+
+def test_temporal_term_trains_on_consecutive_pairs_and_is_split_exactly(tmp_path, photos):
+    """temporal_weight: batches of consecutive pairs, a temporal loss in the log, and the same
+    weights with the batch cut over two threads (cut between pairs) as without."""
+    runs = {}
+    for parts in (1, 2):
+        runs[parts] = train(_video_run(tmp_path, photos, f"t{parts}", "steps=4", "synthetic_workers=0",
+                                       "temporal_weight=1.0", "amp=off", "log_every=1", f"batch_split={parts}"),
+                            progress=False)
+    with (tmp_path / "t1" / "log.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["loss_g"]]
+    assert len(rows) == 4 and all(float(r["l_temporal"]) > 0 for r in rows)
+    assert all(float(r["loss_g"]) == pytest.approx(float(r["l_pix"]) + float(r["l_temporal"]), rel=1e-4) for r in rows)
+    a, b = _weights(runs[1]), _weights(runs[2])
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ConfigError, match="synthetic.fraction"):
+        load_config(CONFIGS / "tiny.yaml", ["out=x", "temporal_weight=1", VIDEO_NET])
