@@ -183,7 +183,7 @@ def instant_index(times: np.ndarray, t: float) -> int:
 
 
 def sample_motion(rng: np.random.Generator, config: MotionConfig, *, size: int,
-                  in_frames: int = 1, consecutive: bool = False) -> Motion:
+                  in_frames: int = 1, consecutive: bool = False, zero_shutter: bool = False) -> Motion:
     """Draw one sample's motion.
 
     Args:
@@ -194,6 +194,10 @@ def sample_motion(rng: np.random.Generator, config: MotionConfig, *, size: int,
         consecutive: render one frame more, after them, and the sharp instant one frame
             interval after the first (``Motion.next_sharp_index``): two consecutive samples of
             one motion, frames ``[0, in_frames)`` for t = 0 and ``[1, in_frames]`` for the next.
+        zero_shutter: every output frame is the instant at its exposure's centre (a shutter
+            open for no time): the same draws, so the same motion between frames, but no blur.
+            The random draws do not depend on it: the same ``rng`` state gives the blurred
+            sample's motion with or without it.
     """
     window = int(rng.choice(config.windows))
     duty = float(rng.uniform(*config.duty_cycle))
@@ -217,6 +221,10 @@ def sample_motion(rng: np.random.Generator, config: MotionConfig, *, size: int,
     substeps = int(min(MAX_SUBSTEPS, max(1, math.ceil(speed / config.step_px))))
     times, weights, sharp_index = exposure_weights(centres, window, substeps, duty,
                                                    (interval,) if consecutive else ())
+    if zero_shutter:
+        times, _, sharp_index = exposure_weights(centres, window, substeps, duty, tuple(centres))
+        weights = np.zeros((len(centres), len(times)))
+        weights[np.arange(len(centres)), [instant_index(times, c) for c in centres]] = 1.0
     centre = np.array([(size - 1) / 2, (size - 1) / 2])
     camera = _affine(roll_rate * times, 1.0 / (1.0 + zoom_rate * times), centre, path(times))
     placed = tuple(_object_motion(o, times) for o in objects)

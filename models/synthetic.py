@@ -59,11 +59,12 @@ class SyntheticConfig:
     h264_crf: tuple[int, int] = (18, 32)  # H.264 CRF range
     motion: MotionConfig = field(default_factory=MotionConfig)  # the motion distributions
     no_neighbours: float = 0.0  # video: share of samples whose neighbours are the frame itself, as at a clip's ends and at scene cuts
+    sharp_video: float = 0.0  # video: share of the sharp-in samples (sharp_input_fraction) fed as a sharp video, each neighbour its own sharp frame (motion, no blur: a fast shutter), the rest a still window
     reuse: float = 1.0  # steps each rendered sample serves, in its 8 (16 for video) symmetric variants; 1: each once
     pool: int = 64  # with reuse > 1: the newest rendered samples drawn from
 
     def __post_init__(self) -> None:
-        for name in ("fraction", "noise", "compression", "h264_share", "no_neighbours"):
+        for name in ("fraction", "noise", "compression", "h264_share", "no_neighbours", "sharp_video"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"synthetic.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.fraction > 0 and not self.photos:
@@ -224,6 +225,7 @@ class SyntheticPairs:
         size, cfg = self.crop_size, self.config
         level = int(rng.integers(len(self._levels)))
         photo = self._levels[level]
+        motion_state = rng.bit_generator.state
         motion = sample_motion(rng, cfg.motion, size=size, in_frames=self.in_frames, consecutive=self.consecutive)
         to_photo = _place(rng, motion, size, photo.shape[-1], photo.shape[-2])
         noise = float(rng.uniform(*cfg.noise_sigma)) if rng.random() < cfg.noise else 0.0
@@ -238,7 +240,15 @@ class SyntheticPairs:
         # Drawn last, and only for video, so single-frame samples stay what they were.
         alone = (self.split != "val" and self.in_frames > 1 and cfg.no_neighbours > 0
                  and rng.random() < cfg.no_neighbours)
-        return SamplePlan(level, motion, to_photo, noise, noise_seed, codec, quality, sharp_in, alone)
+        # Then, as rarely, a sharp video: the same motion redrawn from the same state without blur.
+        sharp_video = (sharp_in and not alone and self.in_frames > 1 and cfg.sharp_video > 0
+                       and rng.random() < cfg.sharp_video)
+        if sharp_video:
+            again = np.random.default_rng()
+            again.bit_generator.state = motion_state
+            motion = sample_motion(again, cfg.motion, size=size, in_frames=self.in_frames,
+                                   consecutive=self.consecutive, zero_shutter=True)
+        return SamplePlan(level, motion, to_photo, noise, noise_seed, codec, quality, sharp_in, alone, sharp_video)
 
     def render(self, plan: SamplePlan) -> dict[str, Tensor]:
         """Render a plan: {"blurry": (in_frames*3, S, S), "sharp": (3, S, S)}, float in [0, 1]
@@ -246,12 +256,12 @@ class SyntheticPairs:
         dimension of 2 on both)."""
         size, frames = self.crop_size, self.in_frames
         blurred, sharp = render_motion(self._levels[plan.level], plan.motion, size, plan.to_photo)
-        if plan.noise > 0:
+        if plan.noise > 0 and not plan.sharp_video:  # sharp in, sharp out: the frames as they are
             generator = torch.Generator(device=self.device).manual_seed(plan.noise_seed)
             noise = torch.randn(blurred.shape, generator=generator, device=self.device)
             blurred = (blurred + plan.noise * noise).clamp(0, 1)
         blurry = _quantise(encode_srgb(blurred))
-        if plan.codec is not None:
+        if plan.codec is not None and not plan.sharp_video:
             blurry = self._compress(blurry, plan.codec, plan.quality)
         sharp = _quantise(encode_srgb(sharp))
         if not self.consecutive:
@@ -288,12 +298,14 @@ class SamplePlan:
     quality: int  # JPEG quality or H.264 CRF
     sharp_input: bool  # fed its own sharp target as input
     alone: bool = False  # its neighbours are the centre frame itself (no neighbours)
+    sharp_video: bool = False  # sharp input as a video: its frames rendered without blur (motion kept)
 
 
 def _input(blurry: Tensor, sharp: Tensor, plan: SamplePlan, frames: int) -> Tensor:
     """What the network is fed for one sample: its blurred frames (F, 3, S, S), or its sharp
-    frame (``sharp_input``) or its centre frame (``alone``) in every slot."""
-    if plan.sharp_input:
+    frame (``sharp_input``; as a sharp video, ``blurry`` is already its sharp frames) or its centre
+    frame (``alone``) in every slot."""
+    if plan.sharp_input and not plan.sharp_video:
         return sharp[None].expand(frames, -1, -1, -1)
     if plan.alone:
         return blurry[frames // 2][None].expand(frames, -1, -1, -1)

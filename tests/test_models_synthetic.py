@@ -120,6 +120,32 @@ def test_sharp_input_fraction_feeds_the_target_itself(photos):
     assert 8 <= sum(same) <= 32
 
 
+def test_sharp_video_samples_move_without_blur(photos):
+    """synthetic.sharp_video: a sharp-in sample of a video model fed as a sharp video, its
+    frames the same motion's instants without blur (a fast shutter): the centre frame is the
+    target itself, the neighbours have moved, and the motion is the blurred sample's."""
+    kw = dict(fraction=1.0, photos=(str(photos),), motion=MotionConfig(static_fraction=0.0))
+    video = SyntheticPairs(SyntheticConfig(sharp_video=1.0, **kw), split="train", crop_size=48, in_frames=3,
+                           sharp_fraction=0.5, seed=4)
+    blurred = SyntheticPairs(SyntheticConfig(**kw), split="train", crop_size=48, in_frames=3,
+                             sharp_fraction=0.5, seed=4)
+    numbers = [n for n in range(40) if video.plan(n).sharp_video]
+    assert 8 <= len(numbers) <= 32  # every sharp-in sample that has neighbours
+    for n in numbers[:4]:
+        plan, plain = video.plan(n), blurred.plan(n)
+        assert plain.sharp_input and not plain.sharp_video  # the same draws, a still window there
+        assert np.array_equal(plan.motion.camera[plan.motion.sharp_index], plain.motion.camera[plain.motion.sharp_index])
+        assert plan.motion.blur_px == plain.motion.blur_px
+        assert (plan.motion.weights.max(axis=1) == 1.0).all()  # one instant per frame: no blur
+        sample = video.sample(n)
+        frames = sample["blurry"].reshape(3, 3, 48, 48)
+        assert torch.equal(frames[1], sample["sharp"])
+        assert not torch.equal(frames[0], frames[1]) and not torch.equal(frames[2], frames[1])
+    single = SyntheticPairs(SyntheticConfig(sharp_video=1.0, **kw), split="train", crop_size=48, sharp_fraction=0.5,
+                            seed=4)
+    assert not any(single.plan(n).sharp_video for n in range(40))  # one frame: nothing to move
+
+
 def test_validation_photos_are_held_out(photos):
     config = SyntheticConfig(fraction=1.0, photos=(str(photos),), val_photos=("beta",))
     assert [p.stem for p in SyntheticPairs(config, split="val", crop_size=32).photos] == ["beta"]
@@ -196,6 +222,18 @@ def test_consecutive_rendered_pairs_measure_flicker(tmp_path, photos, identity_m
                                      sharp_check=False), progress=False)
     assert report.temporal["pairs"] == 3
     assert report.temporal["output"] == pytest.approx(report.temporal["input"], rel=1e-6)
+    assert report.sharp_video is None  # a single-frame model: the static-window check says it all
+    # A video model is also fed each run's sharp frames as a sharp video (neighbours moving,
+    # nothing blurred): a model that keeps sharp frames keeps all six.
+    from models.checkpoint import save_generator
+    from models.evaluate import format_table
+    from models.metrics import MAX_PSNR_DB
+    from tests.conftest import make_identity_model
+    save_generator(make_identity_model(in_frames=3), tmp_path / "identity3.safetensors")
+    report = evaluate(EvaluateConfig(model=str(tmp_path / "identity3.safetensors"), pairs=str(tmp_path / "pairs"),
+                                     baselines=False), progress=False)
+    assert report.sharp_video["pairs"] == 6 and report.sharp_video["min_psnr"] == pytest.approx(MAX_PSNR_DB)
+    assert "sharp frames fed as a video, with their sharp neighbours (6)" in format_table(report)
     assert main(["render-pairs", str(photos), str(tmp_path / "single"), "--val-photos", "gamma",
                  "--consecutive"]) == 2
     assert "--frames 3" in capsys.readouterr().err
