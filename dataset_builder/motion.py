@@ -219,12 +219,12 @@ def sample_motion(rng: np.random.Generator, config: MotionConfig, *, size: int,
     speed = (length / open_time + half * (abs(zoom_rate) + abs(roll_rate)) +
              max([o["speed"] + o["radius"] * abs(o["spin"]) for o in objects], default=0.0))
     substeps = int(min(MAX_SUBSTEPS, max(1, math.ceil(speed / config.step_px))))
-    times, weights, sharp_index = exposure_weights(centres, window, substeps, duty,
-                                                   (interval,) if consecutive else ())
-    if zero_shutter:
-        times, _, sharp_index = exposure_weights(centres, window, substeps, duty, tuple(centres))
-        weights = np.zeros((len(centres), len(times)))
-        weights[np.arange(len(centres)), [instant_index(times, c) for c in centres]] = 1.0
+    if zero_shutter:  # one instant per frame, its exposure's centre: nothing else to render
+        times = np.round(np.asarray(centres, np.float64), 9)
+        weights, sharp_index = np.eye(len(centres)), instant_index(times, 0.0)
+    else:
+        times, weights, sharp_index = exposure_weights(centres, window, substeps, duty,
+                                                       (interval,) if consecutive else ())
     centre = np.array([(size - 1) / 2, (size - 1) / 2])
     camera = _affine(roll_rate * times, 1.0 / (1.0 + zoom_rate * times), centre, path(times))
     placed = tuple(_object_motion(o, times) for o in objects)

@@ -279,8 +279,7 @@ def evaluate(config: EvaluateConfig, *, progress: bool = True) -> EvaluationRepo
         results.append(result)
         if id(record) in in_runs:  # kept for the temporal check
             restored[id(record)] = output.permute(1, 2, 0).numpy()
-    temporal = _temporal(runs, restored, model.config.in_frames)
-    sharp_video = _sharp_video(model, runs, device, config.crop_border) if config.sharp_check else None
+    temporal, sharp_video = _run_checks(model, runs, restored, device, config)
 
     best = _choose_baselines(results, settings) if settings else {}
     if best:
@@ -326,38 +325,35 @@ def evaluate(config: EvaluateConfig, *, progress: bool = True) -> EvaluationRepo
     )
 
 
-def _sharp_video(model: torch.nn.Module, runs: list[list[PairRecord]], device: torch.device,
-                 border: int = 0) -> dict[str, float] | None:
-    """The sharp frames of each run fed as a sharp video: every frame with the sharp frames of
-    its neighbours in the run (a neighbour past the run's ends is the frame itself, as at a
-    clip's first and last frames). None for single-frame models or without runs."""
-    in_frames = model.config.in_frames
-    if in_frames == 1 or not runs:
-        return None
-    context, values = in_frames // 2, []
-    for run in runs:
-        sharps = [load_pair(record, 1).sharp for record in run]
-        for i, sharp in enumerate(sharps):
-            window = [sharps[i + o] if 0 <= i + o < len(sharps) else sharp for o in range(-context, context + 1)]
-            restored = _restore(model, stack_frames(window), device)
-            values.append(psnr(restored, to_tensor(sharp), crop_border=border).item())
-    return {"pairs": len(values), "mean_psnr": _mean(values), "min_psnr": min(values)}
+def _run_checks(model: torch.nn.Module, runs: list[list[PairRecord]], restored: dict[int, np.ndarray],
+                device: torch.device, config: EvaluateConfig) -> tuple[dict[str, float] | None, dict[str, float] | None]:
+    """The checks of runs of consecutive pairs, each run's pairs loaded once:
 
-
-def _temporal(runs: list[list[PairRecord]], restored: dict[int, np.ndarray],
-              in_frames: int) -> dict[str, float] | None:
-    """The flow-warping error (:mod:`models.temporal`) of the output, the input and the sharp
-    frames over every two consecutive pairs of the runs."""
-    error = WarpingError()
+    * the flow-warping error (:mod:`models.temporal`) of the output, the input and the sharp
+      frames over every two consecutive pairs;
+    * for video models with ``sharp_check``, each run's sharp frames fed as a sharp video:
+      every frame with the sharp frames of its neighbours in the run (past the run's ends the
+      frame itself, as at a clip's first and last frames): {"pairs", "mean_psnr", "min_psnr"}.
+    """
+    in_frames, centre = model.config.in_frames, model.config.in_frames // 2
+    error, sharp_in = WarpingError(), []
     for run in runs:
         loaded = [load_pair(record, in_frames) for record in run]
         for (a, pa), (b, pb) in zip(zip(run, loaded), zip(run[1:], loaded[1:])):
-            centre = in_frames // 2
             error.add((pa.sharp, pb.sharp),
                       output=(restored[id(a)], restored[id(b)]),
                       input=(to_float(pa.blurry_frames[centre]), to_float(pb.blurry_frames[centre])),
                       sharp=(to_float(pa.sharp), to_float(pb.sharp)))
-    return error.result()
+        if config.sharp_check and in_frames > 1:
+            sharps = [pair.sharp for pair in loaded]
+            for i, sharp in enumerate(sharps):
+                window = [sharps[i + o] if 0 <= i + o < len(sharps) else sharp for o in range(-centre, centre + 1)]
+                output = _restore(model, stack_frames(window), device)
+                sharp_in.append(psnr(output, to_tensor(sharp), crop_border=config.crop_border).item())
+    sharp_video = None
+    if sharp_in:
+        sharp_video = {"pairs": len(sharp_in), "mean_psnr": _mean(sharp_in), "min_psnr": min(sharp_in)}
+    return error.result(), sharp_video
 
 
 # --------------------------------------------------------------------------- output
