@@ -64,7 +64,6 @@ class GeneratorConfig:
     num_ch: int = 3  # channels per frame (3 = RGB)
     motion: str = "none"  # none, flow, aligned or aligned+flow: how the flow to the neighbours is used (MOTION_INPUTS)
     still_gate: bool = False  # a last motion channel (models.motion.moving_gate) scales the correction: still pixels kept
-    input_skip: bool = False  # downscale > 1: the centre frame also enters each upsampling stage at that stage's resolution (fine detail the trunk's 1/d grid cannot carry)
 
     def __post_init__(self) -> None:
         for name in ("num_feat", "num_block", "num_grow_ch", "num_ch", "in_frames", "downscale"):
@@ -88,10 +87,6 @@ class GeneratorConfig:
             raise ValueError("GeneratorConfig.motion needs neighbours: set in_frames to 3 or more")
         if not isinstance(self.still_gate, bool):
             raise ValueError(f"GeneratorConfig.still_gate must be True or False, got {self.still_gate!r}")
-        if not isinstance(self.input_skip, bool):
-            raise ValueError(f"GeneratorConfig.input_skip must be True or False, got {self.input_skip!r}")
-        if self.input_skip and self.downscale == 1:
-            raise ValueError("GeneratorConfig.input_skip needs downscale 2 or 4 (at 1 the trunk already sees every pixel)")
         if self.still_gate and (self.motion == "none" or not self.residual):
             raise ValueError("GeneratorConfig.still_gate needs motion and a residual generator "
                              "(it scales the correction added to the frame)")
@@ -120,14 +115,6 @@ class GeneratorConfig:
     def num_upsample(self) -> int:
         """Nearest-x2 + conv stages after the trunk: log2(downscale)."""
         return int(math.log2(self.downscale))
-
-    def skip_channels(self, stage: int) -> int:
-        """Extra input channels of upsampling stage ``stage`` (1: ``conv_up1``, 2: ``conv_up2``):
-        the centre frame pixel-unshuffled to that stage's resolution, 0 without ``input_skip``."""
-        if not self.input_skip or stage > self.num_upsample:
-            return 0
-        factor = self.downscale // 2 ** stage  # 1 at full resolution
-        return self.num_ch * factor * factor
 
 
 class RRDBNet(nn.Module):
@@ -158,10 +145,8 @@ class RRDBNet(nn.Module):
         self.conv_body = nn.Conv2d(f, f, 3, 1, 1)
         # Upsamplers only where the trunk ran below full resolution; absent for downscale=1
         # so that parameter names and counts match the checkpoints of each layout.
-        # With input_skip their first channels are the trunk's and the rest the centre frame's
-        # (so zero weights there give back the network without the skip).
-        self.conv_up1 = nn.Conv2d(f + cfg.skip_channels(1), f, 3, 1, 1) if cfg.num_upsample >= 1 else None
-        self.conv_up2 = nn.Conv2d(f + cfg.skip_channels(2), f, 3, 1, 1) if cfg.num_upsample >= 2 else None
+        self.conv_up1 = nn.Conv2d(f, f, 3, 1, 1) if cfg.num_upsample >= 1 else None
+        self.conv_up2 = nn.Conv2d(f, f, 3, 1, 1) if cfg.num_upsample >= 2 else None
         self.conv_hr = nn.Conv2d(f, f, 3, 1, 1)
         self.conv_last = nn.Conv2d(f, cfg.num_ch, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(negative_slope=LRELU_SLOPE, inplace=True)
@@ -194,8 +179,13 @@ class RRDBNet(nn.Module):
         d = cfg.downscale
         feat = frames
         if d > 1:
-            feat = _pad_to(feat, d)
-            flow = _pad_to(flow, d) if flow.shape[1] else flow
+            pad_h, pad_w = -h % d, -w % d
+            if pad_h or pad_w:
+                # Reflect keeps edge statistics natural; it needs pad < size, so tiny
+                # inputs (smaller than the unshuffle factor) fall back to replicate.
+                mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+                feat = F.pad(feat, (0, pad_w, 0, pad_h), mode=mode)
+                flow = F.pad(flow, (0, pad_w, 0, pad_h), mode=mode) if flow.shape[1] else flow
             feat = F.pixel_unshuffle(feat, d)  # (N, C*d*d, H/d, W/d)
         if "flow" in cfg.motion:
             pooled = F.avg_pool2d(flow, d) if d > 1 else flow  # (N, flow_channels, H/d, W/d)
@@ -203,16 +193,10 @@ class RRDBNet(nn.Module):
 
         feat = self.conv_first(feat)  # (N, F, H/d, W/d)
         feat = feat + self.conv_body(self.body(feat))
-        centre_padded = _pad_to(centre, d) if cfg.input_skip else centre
-        for stage, conv in enumerate((self.conv_up1, self.conv_up2), start=1):
-            if conv is None:
-                break
-            feat = F.interpolate(feat, scale_factor=2, mode="nearest")  # (N, F, 2^stage H/d, ...)
-            if cfg.skip_channels(stage):
-                factor = d // 2 ** stage
-                skip = F.pixel_unshuffle(centre_padded, factor) if factor > 1 else centre_padded
-                feat = torch.cat([feat, skip.to(feat.dtype)], dim=1)
-            feat = self.lrelu(conv(feat))
+        if self.conv_up1 is not None:
+            feat = self.lrelu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")))
+        if self.conv_up2 is not None:
+            feat = self.lrelu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")))
         out = self.conv_last(self.lrelu(self.conv_hr(feat)))  # (N, num_ch, H+pad, W+pad)
         if d > 1:
             out = out[..., :h, :w]
@@ -231,18 +215,6 @@ class RRDBNet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"config={self.config}"
-
-
-def _pad_to(x: Tensor, multiple: int) -> Tensor:
-    """``x`` (N, C, H, W) padded at the bottom and right to multiples of ``multiple``."""
-    h, w = x.shape[-2:]
-    pad_h, pad_w = -h % multiple, -w % multiple
-    if not (pad_h or pad_w):
-        return x
-    # Reflect keeps edge statistics natural; it needs pad < size, so tiny inputs (smaller
-    # than the unshuffle factor) fall back to replicate.
-    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
 
 def align_neighbours(frames: Tensor, flow: Tensor, num_ch: int = 3) -> Tensor:
@@ -277,19 +249,9 @@ def align_neighbours(frames: Tensor, flow: Tensor, num_ch: int = 3) -> Tensor:
 def checkpoint_filter_fn(state_dict: Mapping[str, Tensor], model: RRDBNet) -> dict[str, Tensor]:
     """``state_dict`` mapped onto ``model``: a single-frame model's ``conv_first`` becomes a
     multi-frame one's that looks at the centre frame only (weights of the other frames and of
-    the flow features zero), so a video model starts as exactly the image model it grew from;
-    upsampling convolutions without ``input_skip`` channels get them with zero weights, so a
-    model with the skip starts as exactly the one without.
+    the flow features zero), so a video model starts as exactly the image model it grew from.
     Other tensors pass unchanged (``models.checkpoint.load_trunk`` copies those that fit)."""
     out = dict(state_dict)
-    for name in ("conv_up1.weight", "conv_up2.weight"):
-        conv = getattr(model, name.split(".")[0])
-        given = out.get(name)
-        if conv is not None and given is not None and given.shape[1] < conv.weight.shape[1] \
-                and given.shape[0] == conv.weight.shape[0] and given.shape[2:] == conv.weight.shape[2:]:
-            grown = torch.zeros_like(conv.weight)  # the input_skip channels start unused
-            grown[:, :given.shape[1]] = given.to(grown.dtype)
-            out[name] = grown
     weight = out.get("conv_first.weight")
     own = model.conv_first.weight
     cfg = model.config

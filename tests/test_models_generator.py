@@ -16,12 +16,11 @@ TINY = dict(num_feat=8, num_block=1, num_grow_ch=4)
 CONFIGS = [
     dict(TINY, downscale=d, in_frames=f, residual=r)
     for d, f, r in itertools.product((1, 2, 4), (1, 3, 5), (True, False))
-] + [dict(TINY, downscale=d, in_frames=f, residual=True, input_skip=True) for d, f in ((2, 1), (4, 3))]
+]
 
 
 def _cfg_id(cfg: dict) -> str:
-    skip = "-skip" if cfg.get("input_skip") else ""
-    return f"d{cfg['downscale']}-f{cfg['in_frames']}-{'res' if cfg['residual'] else 'plain'}{skip}"
+    return f"d{cfg['downscale']}-f{cfg['in_frames']}-{'res' if cfg['residual'] else 'plain'}"
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_cfg_id)
@@ -87,7 +86,6 @@ def test_default_is_esrgan_size() -> None:
         (dict(num_feat=0), "num_feat must be a positive integer"),
         (dict(residual="yes"), "residual must be True or False"),
         (dict(num_blocks=3), "num_blocks"),
-        (dict(downscale=1, input_skip=True), "input_skip needs downscale 2 or 4"),
     ],
 )
 def test_invalid_config_raises_clear_error(overrides: dict, message: str) -> None:

@@ -109,25 +109,6 @@ def test_a_video_model_grown_from_an_image_model_starts_as_it(motion):
         assert torch.allclose(video(torch.cat([frames, flow], 1)), image(frames[:, 3:6]), atol=1e-6)
 
 
-@pytest.mark.parametrize("downscale", [2, 4])
-def test_a_model_grown_with_the_input_skip_starts_as_the_model_it_grew_from(downscale):
-    torch.manual_seed(0)
-    cfg = dict(num_feat=8, num_block=1, num_grow_ch=4, downscale=downscale, in_frames=3, motion="flow",
-               still_gate=True)
-    without = RRDBNet(**cfg).eval()
-    torch.nn.init.normal_(without.conv_last.weight, std=0.1)
-    grown = RRDBNet(**cfg, input_skip=True).eval()
-    loaded, skipped = load_trunk(grown, checkpoint_filter_fn(without.state_dict(), grown))
-    assert not skipped
-    x = torch.cat([torch.rand(2, 9, 26, 30), torch.randn(2, 4, 26, 30), torch.ones(2, 1, 26, 30)], 1)
-    with torch.no_grad():
-        assert torch.equal(grown(x), without(x))
-    # ...and the skip is live: its weights get gradients from the first step.
-    grown.train()
-    grown(x).square().mean().backward()
-    assert grown.conv_up1.weight.grad[:, 8:].abs().sum() > 0
-
-
 def test_a_still_background_keeps_the_gate_shut_while_a_mover_opens_it(tmp_path):
     """A disc moving 18 px a frame over a still, noisy background: the gate is shut on the
     still region (the generator leaves it as it is) and open on the disc and its streak."""
