@@ -53,6 +53,7 @@ from models.losses import (
     FFTLoss,
     PerceptualLoss,
     gradient_penalty,
+    psnr_loss,
     ragan_discriminator_loss,
     ragan_generator_loss,
     wgan_critic_loss,
@@ -115,7 +116,6 @@ def _is_residual(path: Path) -> bool:
 
 
 CHARBONNIER_EPS = 1e-3  # as in LapSRN / MPRNet
-PSNR_LOSS_EPS = 1e-8  # keeps log10 finite when a sample is restored exactly
 
 
 def _load_schedules(schedules: list[torch.optim.lr_scheduler.LRScheduler], saved: Any) -> None:
@@ -333,8 +333,7 @@ class Trainer:
         elif kind == "charbonnier":
             loss = torch.sqrt((restored - sharp) ** 2 + CHARBONNIER_EPS**2).mean()
         elif kind == "psnr":
-            # PSNR loss (HINet, NAFNet): mean of 10 log10(MSE) per sample, i.e. -PSNR.
-            loss = 10 * torch.log10(((restored - sharp) ** 2).mean(dim=(1, 2, 3)) + PSNR_LOSS_EPS).mean()
+            loss = psnr_loss(restored, sharp, self.config.psnr_loss_cap_db)
         else:
             loss = F.l1_loss(restored, sharp)
         if self.config.fft_weight:

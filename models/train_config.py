@@ -62,6 +62,7 @@ class TrainConfig:
     ema_decay: float = 0.999  # EMA of generator weights, the weights we ship (BasicSR: 0.999)
     pixel_weight: float | None = None  # pixel-loss weight; None: 1.0 (psnr) or 1e-2 (gan)
     pixel_loss: Literal["l1", "mse", "charbonnier", "psnr"] = "l1"  # L1 (BasicSR), MSE, Charbonnier (eps 1e-3) or PSNR loss (-PSNR per sample)
+    psnr_loss_cap_db: float = 80.0  # pixel_loss psnr: each sample's PSNR counts softly up to this (the MSE floor 10^(-cap/10)); e.g. 40: sharp-in samples past 40 dB stop dominating
     fft_weight: float = 0.0  # weight of the FFT loss (MIMO-UNet) added to the pixel loss in any stage; 0: off
     temporal_weight: float = 0.0  # video, stage psnr, rendered samples only: weight of the temporal term (models/temporal.py temporal_loss): samples come as consecutive pairs of one motion and the output error's change along the sharp frames' motion is penalised (less flicker); 0: off
     perceptual: Literal["vgg19", "fft", "none"] = "vgg19"  # stage gan content loss; vgg19 needs vgg_weights
@@ -99,6 +100,8 @@ class TrainConfig:
             raise ConfigError(f"sharp_input_fraction must be in [0, 1), got {self.sharp_input_fraction}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0 < self.psnr_loss_cap_db <= 200:
+            raise ConfigError(f"psnr_loss_cap_db must be in (0, 200] dB, got {self.psnr_loss_cap_db}")
         if self.temporal_weight < 0:
             raise ConfigError(f"temporal_weight must be >= 0, got {self.temporal_weight}")
         if self.temporal_weight > 0:

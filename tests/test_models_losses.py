@@ -13,6 +13,7 @@ from models.losses import (
     FFTLoss,
     PerceptualLoss,
     gradient_penalty,
+    psnr_loss,
     ragan_discriminator_loss,
     ragan_generator_loss,
     wgan_critic_loss,
@@ -107,6 +108,24 @@ def _bce_real(x: float) -> float:  # -log(sigmoid(x))
 
 def _bce_fake(x: float) -> float:  # -log(1 - sigmoid(x))
     return math.log1p(math.exp(x))
+
+
+def test_psnr_loss_is_minus_the_mean_sample_psnr_and_its_cap_keeps_sharp_samples_from_dominating():
+    torch.manual_seed(0)
+    sharp = torch.rand(2, 3, 16, 16)
+    # One sample 20 dB off (MSE 1e-2), one 60 dB off (MSE 1e-6): a sample fed sharp.
+    restored = sharp + torch.stack([torch.full((3, 16, 16), 0.1), torch.full((3, 16, 16), 1e-3)])
+    assert psnr_loss(restored, sharp, cap_db=200).item() == pytest.approx(-(20 + 60) / 2, abs=1e-3)
+    # Capped at 40 dB the sharp sample counts about 40 and its pull per unit of error falls
+    # from 1e4x the blurred sample's to 100x.
+    assert psnr_loss(restored, sharp, cap_db=40).item() == pytest.approx(-(19.96 + 39.96) / 2, abs=0.01)
+    restored.requires_grad_(True)
+    psnr_loss(restored, sharp, cap_db=200).backward()
+    uncapped = (restored.grad[1].abs().mean() / 1e-3) / (restored.grad[0].abs().mean() / 0.1)
+    restored.grad = None
+    psnr_loss(restored, sharp, cap_db=40).backward()
+    capped = (restored.grad[1].abs().mean() / 1e-3) / (restored.grad[0].abs().mean() / 0.1)
+    assert uncapped == pytest.approx(1e4, rel=0.01) and capped == pytest.approx(100, rel=0.01)
 
 
 def test_relativistic_losses_match_the_esrgan_formulas():

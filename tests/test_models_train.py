@@ -114,6 +114,8 @@ def test_wrong_types_and_values_fail_clearly():
         load_config(None, ["data=x", "out=y", "generator.in_frames=2"])
     with pytest.raises(ConfigError, match="val_images must be >= 0"):
         load_config(None, ["data=x", "out=y", "val_images=-1"])
+    with pytest.raises(ConfigError, match=r"psnr_loss_cap_db must be in \(0, 200\] dB"):
+        load_config(None, ["data=x", "out=y", "psnr_loss_cap_db=0"])
 
 
 def test_stage_override_picks_stage_defaults_and_demands_an_explicit_perceptual_loss():
