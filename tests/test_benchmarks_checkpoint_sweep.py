@@ -1,4 +1,5 @@
-"""`benchmarks/checkpoint_sweep.py`: which models a run folder stands for, and a row's figures."""
+"""`benchmarks/checkpoint_sweep.py` (which models a run folder stands for, a row's figures) and
+`benchmarks/phase_frames.py` (more real validation pairs from one clip)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,21 @@ def test_a_row_has_the_rendered_gain_and_the_sharp_check_of_the_model(tmp_path, 
     # The identity changes nothing: no gain, and sharp frames come out as they went in.
     assert row["rendered_gain"] == pytest.approx(0.0, abs=1e-6)
     assert row["sharp_in_min"] >= 60
+
+
+def test_phase_frames_give_more_pairs_and_offset_zero_is_the_plain_build(tmp_path):
+    import phase_frames
+
+    from dataset_builder import BuildConfig, build_pairs
+    from tests.test_dataset_builder_build import moving_clip
+
+    clip = moving_clip(tmp_path / "clip.mkv", count=40)
+    config = BuildConfig(window=7, stride=8, frames=3, val_fraction=1.0, static_keep=1.0, fps=240)
+    build_pairs([clip], tmp_path / "plain", config, progress=False)
+    folders = phase_frames.write_phases(clip, tmp_path / "phases", [0, 4])
+    build_pairs(folders, tmp_path / "phased", config, progress=False)
+    plain = sorted((tmp_path / "plain" / "val" / "blurry" / "clip").glob("*.png"))
+    zero = sorted((tmp_path / "phased" / "val" / "blurry" / "clip_p00").glob("*.png"))
+    four = sorted((tmp_path / "phased" / "val" / "blurry" / "clip_p04").glob("*.png"))
+    assert plain and [p.read_bytes() for p in plain] == [p.read_bytes() for p in zero]
+    assert four and four[0].read_bytes() != zero[0].read_bytes()  # another grid of the same footage
