@@ -237,7 +237,9 @@ class Trainer:
             if isinstance(sample, list):
                 sample = self.batches.synthetic.batch(sample)
             model = copy.deepcopy(self.generator)
-            inputs = network_input(sample)[:1].expand(self.config.batch_size, -1, -1, -1).to(self.device)
+            inputs = network_input(sample)
+            inputs = inputs.flatten(0, inputs.dim() - 4)  # consecutive pairs (pairs, 2, ...): samples
+            inputs = inputs[:1].expand(self.config.batch_size, -1, -1, -1).to(self.device)
             step_s = float("inf")
             for _ in range(2):  # the first call also sets oneDNN up
                 started = time.perf_counter()

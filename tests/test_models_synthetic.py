@@ -339,3 +339,12 @@ def test_temporal_term_trains_on_consecutive_pairs_and_is_split_exactly(tmp_path
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0.01 * farthest)
     with pytest.raises(ConfigError, match="synthetic.fraction"):
         load_config(CONFIGS / "tiny.yaml", ["out=x", "temporal_weight=1", VIDEO_NET])
+
+
+def test_temporal_term_runs_with_the_default_core_plan(tmp_path, photos):
+    """synthetic_workers=-1 (the default) times one core on a step's samples first: with the
+    temporal term those come as consecutive pairs, and the run must start and train."""
+    config = _video_run(tmp_path, photos, "auto", "steps=2", "temporal_weight=1.0", "log_every=1")
+    assert config.synthetic_workers == -1
+    result = train(config, progress=False)
+    assert result.step == 2 and result.model_path.exists()
