@@ -133,6 +133,7 @@ class Damage:
     stated_seconds: float | None = None  # the duration the header states
     ends_at: float | None = None         # where the decoded frames end, when well before it
     last_pts: int | None = None          # of the last packet read, to say where errors are
+    packets_end: int | None = None       # the latest pts + duration of a packet read (ticks)
 
     def describe(self) -> str | None:
         """One line of numbers, or None for an undamaged input."""
@@ -431,7 +432,10 @@ class FrameReader:
             container.close()
         if seek_pts is None:
             if index and last_pts is not None:
-                self.damage.note_end(float((last_pts + frame_ticks - start) * info.time_base))
+                # The last frame lasts what its packet says (a screen recording or slideshow
+                # may hold it for seconds), else one nominal frame.
+                end = max(last_pts + frame_ticks, self.damage.packets_end or 0)
+                self.damage.note_end(float((end - start) * info.time_base))
             self.damage.check(info.path, self.accept_damaged)
         if self.repaired_timestamps:
             log.warning(
@@ -464,6 +468,8 @@ class FrameReader:
             if packet is not None and (packet.size or packet.dts is not None):
                 damage.packets += 1
                 damage.last_pts = packet.pts if packet.pts is not None else damage.last_pts
+                if packet.pts is not None and packet.duration:
+                    damage.packets_end = max(damage.packets_end or 0, packet.pts + packet.duration)
             try:
                 frames = stream.decode(packet)
             except av.error.FFmpegError:

@@ -7,6 +7,7 @@ with it, the output holds every frame that decodes, at its own timestamp.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,40 @@ def test_undamaged_clips_pass(tmp_path):
         clip = make_clip(tmp_path / name, frames=30)
         assert len(list(FrameReader(clip.path).frames())) == 30
         assert scan_keyframes(probe(clip.path)).frames == 30
+
+
+def _held_last_frame(path: Path, frames: int = 10, hold_ms: int = 3000) -> Path:
+    """An MP4 at 25 fps whose last picture stays on screen for ``hold_ms`` (a screen recording
+    or slideshow): its stated duration is the hold's end, far past the last timestamp."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"bf": "0"}
+        packets = []
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i * 40, Fraction(1, 1000)
+            packets += stream.encode(frame)
+        packets += stream.encode(None)
+        for packet in packets:
+            packet.duration = 40
+        packets[-1].duration = hold_ms
+        for packet in packets:
+            out.mux(packet)
+    return path
+
+
+def test_a_long_held_last_frame_is_not_damage(tmp_path, capsys, identity_model_file):
+    """The last frame lasts what its packet says: the file is whole, and every frame comes out
+    at its own time."""
+    source = _held_last_frame(tmp_path / "held.mp4")
+    assert probe(source).stream_duration == pytest.approx(3.36, abs=0.01)
+    out = tmp_path / "held.deblurred.mp4"
+    code = main(["process", "-q", str(source), "-o", str(out), "--model", identity_model_file])
+    assert code == 0, capsys.readouterr().err
+    assert read_timestamps(out) == pytest.approx([i * 0.04 for i in range(10)], abs=1e-3)
+    assert scan_keyframes(probe(source)).frames == 10
