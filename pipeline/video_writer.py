@@ -54,6 +54,8 @@ FF_QP2LAMBDA = 118
 INTERLEAVE_AHEAD_S = 1.0
 # Containers whose video we write as WebM-compatible codecs only.
 WEBM_EXTENSIONS = {".webm"}
+Y4M_EXTENSIONS = {".y4m"}
+OGG_EXTENSIONS = {".ogv", ".ogg"}
 # Raw elementary streams can't hold timestamps or audio; their output goes into Matroska.
 RAW_STREAM_EXTENSIONS = {".h264", ".264", ".h265", ".265", ".hevc", ".m4v", ".vvc", ".266", ".ivf", ".obu"}
 MOV_FAMILY = {"mp4", "mov", "m4v", "3gp", "3g2", "ismv"}
@@ -88,16 +90,26 @@ def default_output_suffix(input_path: Path) -> str:
 
 
 def choose_codec(settings: EncoderSettings, info: VideoInfo, output: Path) -> str:
-    """The encoder to use: the user's, else H.264 (HEVC for >8-bit, VP9/AV1 for WebM, MPEG-4 for AVI)."""
+    """The encoder to use: the user's, else H.264 (HEVC for >8-bit, VP9/AV1 for WebM, MPEG-4 for
+    AVI, VP8 for Ogg, raw frames for YUV4MPEG)."""
     if settings.codec:
         try:
-            av.codec.Codec(settings.codec, "w")
+            codec = av.codec.Codec(settings.codec, "w")
         except (av.error.FFmpegError, ValueError) as exc:
             raise PipelineError(f"unknown video encoder {settings.codec!r} "
                                 f"(try libx264, libx265, libvpx-vp9, libsvtav1, ffv1)") from exc
-        return settings.codec
+        if codec.type != "video":
+            raise PipelineError(f"{settings.codec!r} is an {codec.type} encoder, not a video one "
+                                f"(try libx264, libx265, libvpx-vp9, libsvtav1, ffv1)")
+        # A format's name (h264, hevc, vp9) opens FFmpeg's default encoder for it: name that
+        # encoder, so its settings (CRF, presets, odd sizes) are the ones applied.
+        return codec.name
     if output.suffix.lower() in WEBM_EXTENSIONS:
         return "libsvtav1" if info.bit_depth > 8 else "libvpx-vp9"
+    if output.suffix.lower() in Y4M_EXTENSIONS:
+        return "rawvideo"  # YUV4MPEG holds uncompressed frames only
+    if output.suffix.lower() in OGG_EXTENSIONS:
+        return "libvpx"  # Ogg video: Theora or VP8, and this FFmpeg has no Theora encoder
     if output.suffix.lower() == ".avi":
         # H.264 in AVI reads back one frame late (AVI has no pts); MPEG-4 Part 2 is native there.
         return "mpeg4"

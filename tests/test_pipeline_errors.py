@@ -129,6 +129,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys, identity_model_file):
 
 @pytest.mark.parametrize("option,expected", [
     (["--codec", "nosuchcodec"], "unknown video encoder"),
+    (["--codec", "aac"], "'aac' is an audio encoder, not a video one"),
     (["--preset", "warp9"], "unknown preset"),
     (["--codec", "mpeg4", "--crf", "20"], "--crf does not apply"),
     (["--crf", "55"], "--crf 55 is outside libx264's range 0-51"),
@@ -161,3 +162,14 @@ def test_cli_end_to_end_prints_result(tmp_path, capsys, identity_model_file):
     out = capsys.readouterr().out
     assert code == 0
     assert "clip.deblurred.mp4" in out and "6 frames" in out
+
+
+@pytest.mark.parametrize("codec", ["h264", "libx264"])
+def test_a_format_name_as_codec_means_its_encoder_with_its_settings(tmp_path, capsys, identity_model_file, codec):
+    """--codec h264 is libx264: --crf applies, and x264 writes the CRF it was given."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=6)
+    out = tmp_path / f"{codec}.mp4"
+    code, err = _run(capsys, clip.path, "-o", out, "--model", identity_model_file, "--codec", codec,
+                     "--crf", "20", "--preset", "ultrafast")
+    assert code == 0, err
+    assert b"crf=20.0" in out.read_bytes()  # x264's settings, in its SEI message

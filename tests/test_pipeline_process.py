@@ -85,6 +85,8 @@ def test_odd_sizes_keep_their_size(tmp_path, identity_model, width, height):
     ("mjpeg.mkv", "mjpeg", "yuvj420p", None),
     ("gray.mkv", "ffv1", "gray", None),
     ("yuv444.mp4", "libx264", "yuv444p", None),
+    ("raw.y4m", "rawvideo", "yuv420p", None),  # the default output keeps .y4m: raw frames
+    ("vp8.ogv", "libvpx", "yuv420p", None),    # and .ogv: VP8
 ])
 def test_codecs_and_pixel_formats(tmp_path, identity_model, name, codec, pix_fmt, options):
     clip = make_clip(tmp_path / name, frames=12, codec=codec, pix_fmt=pix_fmt, options=options)
