@@ -154,8 +154,8 @@ def _run_in_segments(input_path: Path, info: VideoInfo, restorer: Restorer, part
         return None
     folder = ResumeFolder(output, run_key(input_path, output, model_fingerprint(restorer.model),
                                           config, segments, restorer.device.type))
+    check_copyable(info, output, output.parent)  # before the folder exists: a refusal leaves nothing
     results = folder.open()
-    check_copyable(info, output, folder.path)
     progress = tqdm(total=scan.frames, unit="frame", desc=info.path.name,
                     initial=sum(r.frames for r in results.values()),
                     disable=not config.progress, file=sys.stderr, dynamic_ncols=True)

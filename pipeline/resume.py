@@ -94,13 +94,15 @@ class ResumeFolder:
     def __init__(self, output: Path, key: str) -> None:
         output = Path(output)
         self.output = output
-        self.path = output.with_name(f".{output.stem}.resume-{key}")
+        # The whole name: clip.mp4 and clip.mov beside each other must not share (or clear)
+        # each other's folders.
+        self.path = output.with_name(f".{output.name}.resume-{key}")
         self.suffix = output.suffix
 
     def open(self) -> dict[int, SegmentResult]:
         """Create the folder (removing other runs' folders for this output); return the
         segments already finished here, by index."""
-        pattern = re.compile(rf"\.{re.escape(self.output.stem)}\.resume-[0-9a-f]{{{KEY_CHARS}}}")
+        pattern = re.compile(rf"\.{re.escape(self.output.name)}\.resume-[0-9a-f]{{{KEY_CHARS}}}")
         for entry in self.output.parent.iterdir():
             if entry != self.path and entry.is_dir() and pattern.fullmatch(entry.name):
                 log.info("%s: removing the segments of a run with other settings", entry)

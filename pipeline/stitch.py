@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def check_copyable(info: VideoInfo, output: Path, workdir: Path) -> None:
     container (e.g. SubRip subtitles into MP4): mux a moment of them into a scratch file."""
     if not info.copied_streams:
         return
-    scratch = workdir / f"streams-check{output.suffix}"
+    scratch = workdir / f".streams-check-{os.getpid()}{output.suffix}"  # hidden, this process's
     source = ffmpeg.input(str(info.path))
     command = ffmpeg.output(source["a?"], source["s?"], str(scratch), c="copy", t=0.1,
                             ).global_args(*QUIET_ARGS)

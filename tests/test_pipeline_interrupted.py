@@ -39,7 +39,7 @@ def test_sigterm_mid_run_exits_130_and_leaves_only_what_resumes(tmp_path, identi
     deadline = time.monotonic() + START_TIMEOUT_S
     # 2000 frames are long enough to be done in segments: a partial segment file appears
     # with the first restored frame.
-    while not list(out_dir.glob(".clip.resume-*/.segment-*")):
+    while not list(out_dir.glob(".clip.mp4.resume-*/.segment-*")):
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
         time.sleep(0.05)
     run.send_signal(signal.SIGTERM)
@@ -50,7 +50,7 @@ def test_sigterm_mid_run_exits_130_and_leaves_only_what_resumes(tmp_path, identi
     # Only the folder of finished segments stays (for the same command to resume; see
     # test_pipeline_resume): no output, no partial file.
     [kept] = out_dir.iterdir()
-    assert kept.name.startswith(".clip.resume-") and kept.is_dir()
+    assert kept.name.startswith(".clip.mp4.resume-") and kept.is_dir()
     assert not [p for p in kept.iterdir() if ".partial-" in p.name]
 
 
@@ -100,7 +100,7 @@ def test_kill_9_then_the_same_command_gives_the_uninterrupted_output(tmp_path, i
     run = subprocess.Popen(command(out_dir / "clip.mp4"), cwd=REPO, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not list(out_dir.glob(".clip.resume-*/segment-00000.json")):
+    while not list(out_dir.glob(".clip.mp4.resume-*/segment-00000.json")):
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
         time.sleep(0.05)
     run.send_signal(signal.SIGKILL)

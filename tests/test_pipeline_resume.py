@@ -65,7 +65,7 @@ def test_killed_run_resumes_and_gives_the_uninterrupted_output(long_clip, tmp_pa
         with pytest.raises(KeyboardInterrupt):
             process_video(long_clip, output, config=CONFIG, model=model)
     assert not output.exists()
-    kept = [p for p in tmp_path.iterdir() if ".out.resume-" in p.name]
+    kept = [p for p in tmp_path.iterdir() if ".out.mp4.resume-" in p.name]
     assert len(kept) == 1 and len(list(kept[0].glob("segment-*.json"))) == 3
     redone = _restored_segments(monkeypatch)
     resumed = process_video(long_clip, output, config=CONFIG, model=model)
@@ -104,3 +104,22 @@ def test_an_error_removes_the_finished_segments(long_clip, tmp_path, monkeypatch
     with pytest.raises(pipeline.process.PipelineError, match="disk on fire"):
         process_video(long_clip, tmp_path / "out.mp4", config=CONFIG, model=make_identity_model())
     assert list(tmp_path.iterdir()) == [long_clip]
+
+
+def test_outputs_with_the_same_stem_keep_their_own_segments(tmp_path):
+    """clip.mp4 and clip.mov side by side (as `jobs` writes a folder of both): opening one's
+    folder leaves the other's finished segments alone."""
+    mp4 = pipeline.resume.ResumeFolder(tmp_path / "clip.mp4", "a" * pipeline.resume.KEY_CHARS)
+    mp4.open()
+    mp4.segment_path(0).write_bytes(b"finished")
+    pipeline.resume.ResumeFolder(tmp_path / "clip.mov", "b" * pipeline.resume.KEY_CHARS).open()
+    assert mp4.segment_path(0).read_bytes() == b"finished"
+    assert len([p for p in tmp_path.iterdir() if ".resume-" in p.name]) == 2
+
+
+def test_streams_the_output_cannot_hold_are_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline.process, "RESUME_SEGMENT_FRAMES", GOP)
+    clip = make_clip(tmp_path / "clip.mkv", frames=45, options=X264_GOP, subtitles=True).path
+    with pytest.raises(pipeline.process.PipelineError, match="cannot be copied into this container"):
+        process_video(clip, tmp_path / "out.mp4", config=CONFIG, model=make_identity_model())
+    assert list(tmp_path.iterdir()) == [clip]
