@@ -37,8 +37,9 @@ frames and timestamps as a one-worker run. On a cluster, the input, the output f
 
 Interrupted? Run the same command again. A long video (1,200 frames or more into MP4/MOV,
 MKV/WebM or MPEG-TS), and any video split across workers, keeps its finished segments in a
-hidden .NAME.resume-KEY folder beside the output (NAME: its file name); the same command redoes only the rest and
-writes the file an uninterrupted run would. Other settings start afresh."""
+hidden .NAME.resume-KEY folder beside the output (NAME: the output's file name); the same
+command redoes only the rest and writes the file an uninterrupted run would. Other settings
+start afresh."""
 
 
 def _positive_or_zero(text: str) -> int:
