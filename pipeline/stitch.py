@@ -83,7 +83,9 @@ def stitch(results: list[SegmentResult], info: VideoInfo, output: Path, *,
     streams = [video["v:0"], source["a?"], source["s?"]]
     # muxdelay 0: the ffmpeg command line otherwise delays MPEG-TS/PS timestamps by 2 x 0.7 s
     # (libavformat's max_delay), which the segment files, written in-process, do not have.
-    options = dict(c="copy", copyts=None, map_metadata=1, map_chapters=-1, muxdelay=0)
+    options = dict(c="copy", copyts=None, map_metadata=1, map_chapters=1, muxdelay=0)
+    if timecode := _timecode(info.path):  # the segments' files carry none (VideoWriter)
+        options["metadata:s:v:0"] = f"timecode={timecode}"
     if output.suffix.lower().lstrip(".") in MOV_FAMILY:
         # As VideoWriter does: a non-zero start time is an edit list in the movie time scale,
         # exact only in the video's own.
@@ -91,6 +93,16 @@ def stitch(results: list[SegmentResult], info: VideoInfo, output: Path, *,
     command = ffmpeg.output(*streams, str(output), **options).global_args(*QUIET_ARGS)
     run_ffmpeg(command, f"{name.name}: joining the segments failed", RunFailedError)
     return _check_stitched(results, info, output, name)
+
+
+def _timecode(path: Path) -> str | None:
+    """The timecode of the input's first frame, as its video stream or container states it."""
+    with av.open(str(path), metadata_errors="ignore") as container:
+        for tags in (container.streams.video[0].metadata, container.metadata):
+            for key, value in tags.items():
+                if key.lower() == "timecode":
+                    return value
+    return None
 
 
 def check_copyable(info: VideoInfo, output: Path, workdir: Path) -> None:

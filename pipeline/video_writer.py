@@ -269,7 +269,7 @@ class VideoWriter:
             # One reader of the input serves the metadata and, kept open, the stream copy.
             self._source = av.open(str(info.path), metadata_errors="ignore")
             self._video = self._add_video_stream(settings, display_matrix)
-            self._copy_metadata()
+            self._copy_metadata(whole=copy_streams)
             self._copies = self._add_copied_streams() if copy_streams else {}
             if not self._copies:
                 self._source.close()
@@ -397,6 +397,7 @@ class VideoWriter:
                     f"({stream.codec_context.name}) cannot be copied into this container "
                     f"({exc}); choose an output extension such as .mkv") from exc
             copies[stream.index].metadata.update(stream.metadata)
+            copies[stream.index].disposition = stream.disposition  # default, forced, ...
         if copies:
             self._packets = self._source.demux(*[self._source.streams[i] for i in copies])
         return copies
@@ -440,13 +441,19 @@ class VideoWriter:
                     "header may time the audio by bytes", self.output_name.name, codec)
         return None
 
-    def _copy_metadata(self) -> None:
+    def _copy_metadata(self, whole: bool) -> None:
+        """The input's tags; for a whole output (not a segment file, which the join gives
+        them from the input) also its chapters and timecode: a segment's timecode track would
+        start it at 0."""
         source = self._source
         kept = {k: v for k, v in source.metadata.items() if k.lower() not in _STALE_METADATA}
         self._out.metadata.update(kept)
         video_meta = source.streams.video[0].metadata
-        self._video.metadata.update(
-            {k: v for k, v in video_meta.items() if k.lower() in ("language", "title", "creation_time")})
+        # timecode: MOV/MP4 muxers write it back as a timecode track, Matroska as a tag.
+        keys = ("language", "title", "creation_time") + (("timecode",) if whole else ())
+        self._video.metadata.update({k: v for k, v in video_meta.items() if k.lower() in keys})
+        if whole and (chapters := source.chapters()):
+            self._out.set_chapters(chapters)
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
         """Encode one restored frame. rgb: (H, W, 3) uint8 or uint16, full-range RGB."""

@@ -308,3 +308,50 @@ def test_sample_aspect_ratio_is_written_as_the_input_states_it(tmp_path, identit
     plain = make_clip(tmp_path / "square.mp4", frames=4)
     assert probe(plain.path).sample_aspect_ratio is None
     assert probe(process_video(plain.path, config=QUIET, model=identity_model).output).sample_aspect_ratio is None
+
+
+def _tagged(path, subtitles: bool):
+    """A clip with chapters, a timecode and (MKV) forced subtitles, tagged with the ffmpeg
+    binary as a camera or an editor leaves them."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    plain = make_clip(path.with_name(f"plain{path.suffix}"), frames=45, audio="aac",
+                      subtitles=subtitles, options={"x264-params": "keyint=8:min-keyint=8:scenecut=0"})
+    chapters = path.with_name("chapters.txt")
+    chapters.write_text(";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1000\ntitle=One\n"
+                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=1875\ntitle=Two\n")
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(plain.path), "-i", str(chapters),
+                    "-map", "0", "-map_chapters", "1", "-c", "copy", "-metadata:s:v:0", "timecode=01:02:03:04",
+                    *(["-disposition:s:0", "forced"] if subtitles else []), str(path)], check=True)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mov"])
+@pytest.mark.parametrize("segments", [False, True])
+def test_chapters_timecode_and_stream_flags_kept(tmp_path, identity_model, monkeypatch, suffix, segments):
+    """One pass or in segments (joined by the ffmpeg binary), the output keeps the input's
+    chapters, its timecode and the flags of its copied streams."""
+    import av
+
+    import pipeline.process
+
+    if segments:
+        monkeypatch.setattr(pipeline.process, "RESUME_SEGMENT_FRAMES", 8)
+    clip = _tagged(tmp_path / f"tagged{suffix}", subtitles=suffix == ".mkv")
+    out = process_video(clip, tmp_path / f"out{suffix}", config=QUIET, model=identity_model).output
+
+    def tags(path):
+        with av.open(str(path)) as container:
+            video = container.streams.video[0]
+            timecode = next((v for tags in (video.metadata, container.metadata)
+                             for k, v in tags.items() if k.lower() == "timecode"), None)
+            return ([(c["metadata"].get("title"), round(float(c["start"] * c["time_base"]), 3))
+                     for c in container.chapters()], timecode,
+                    [(s.type, s.disposition) for s in container.streams if s.type in ("audio", "subtitle")])
+
+    expected = tags(clip)
+    assert expected[0] == [("One", 0.0), ("Two", 1.0)] and expected[1] == "01:02:03:04"
+    assert tags(out) == expected
+    assert read_timestamps(out) == read_timestamps(clip)
