@@ -87,6 +87,8 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
     check_output(input_path, output, config.overwrite)
     if config.compare is not None:
         check_output(input_path, Path(config.compare), config.overwrite)
+        if Path(config.compare).resolve() == output.resolve():
+            raise PipelineError(f"{output}: --compare must name another file than the output")
     restorer = make_restorer(config, model)
     remove_dead_leftovers(output)
     started = time.perf_counter()

@@ -173,3 +173,10 @@ def test_a_format_name_as_codec_means_its_encoder_with_its_settings(tmp_path, ca
                      "--crf", "20", "--preset", "ultrafast")
     assert code == 0, err
     assert b"crf=20.0" in out.read_bytes()  # x264's settings, in its SEI message
+
+
+def test_compare_into_the_output_itself_is_refused(tmp_path, capsys, identity_model_file):
+    clip = make_clip(tmp_path / "clip.mp4", frames=4)
+    same = tmp_path / "same.mp4"
+    code, err = _run(capsys, clip.path, "-o", same, "--compare", same, "--model", identity_model_file)
+    _assert_clean_failure(code, err, tmp_path, "--compare must name another file than the output", {"clip.mp4"})
