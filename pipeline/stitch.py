@@ -16,7 +16,7 @@ from pipeline.errors import RunFailedError
 from pipeline.ffmpeg_cli import QUIET_ARGS, run_ffmpeg
 from pipeline.segments import SegmentResult
 from pipeline.video_reader import VideoInfo
-from pipeline.video_writer import MATROSKA_FAMILY, MOV_FAMILY
+from pipeline.video_writer import MATROSKA_FAMILY, MOV_FAMILY, container_hint
 
 # Output containers whose segments join into exactly the one-pass output (frames, timestamps,
 # audio; tested in test_pipeline_parallel). Others (AVI, FLV, MPEG-PS, ...) are done in one
@@ -117,7 +117,7 @@ def check_copyable(info: VideoInfo, output: Path, workdir: Path) -> None:
     try:
         run_ffmpeg(command, f"{output.name}: the input's audio/subtitle streams "
                              f"({', '.join(info.copied_streams)}) cannot be copied into this "
-                             f"container; choose another output extension such as .mkv")
+                             f"container; {container_hint(info.path, output)}")
     finally:
         scratch.unlink(missing_ok=True)
 

@@ -81,6 +81,15 @@ INTERLACED_ENCODERS = {"libx264", "libx264rgb", "mpeg2video", "mpeg4"}
 CODED_ASPECT = {"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video", "vvc"}
 
 
+def container_hint(input_path: Path, output: Path) -> str:
+    """What to do when the input's audio/subtitles don't fit the output's container: its own
+    container holds them (MP4's mov_text goes into no Matroska), else Matroska most things."""
+    own = default_output_suffix(input_path)
+    if own.lower() != output.suffix.lower():
+        return f"write to the input's own container ({own}), which holds them"
+    return "choose another output extension such as .mkv"
+
+
 def default_output_suffix(input_path: Path) -> str:
     """The output's extension: the input's, except for raw streams, which go into .mkv."""
     suffix = input_path.suffix.lower()
@@ -395,7 +404,7 @@ class VideoWriter:
                 raise PipelineError(
                     f"{self.output_name.name}: the {stream.type} stream #{stream.index} "
                     f"({stream.codec_context.name}) cannot be copied into this container "
-                    f"({exc}); choose an output extension such as .mkv") from exc
+                    f"({exc}); {container_hint(self.info.path, self.output_name)}") from exc
             copies[stream.index].metadata.update(stream.metadata)
             copies[stream.index].disposition = stream.disposition  # default, forced, ...
         if copies:

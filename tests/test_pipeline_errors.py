@@ -180,3 +180,21 @@ def test_compare_into_the_output_itself_is_refused(tmp_path, capsys, identity_mo
     same = tmp_path / "same.mp4"
     code, err = _run(capsys, clip.path, "-o", same, "--compare", same, "--model", identity_model_file)
     _assert_clean_failure(code, err, tmp_path, "--compare must name another file than the output", {"clip.mp4"})
+
+
+def test_subtitles_only_the_input_container_holds_point_back_to_it(tmp_path, capsys, identity_model_file):
+    """MP4's mov_text subtitles go into no Matroska: the error names .mp4, not .mkv."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    clip = make_clip(tmp_path / "plain.mp4", frames=4)
+    srt = tmp_path / "subs.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,100\nhello\n\n")
+    source = tmp_path / "clip.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(clip.path), "-i", str(srt),
+                    "-map", "0", "-map", "1", "-c", "copy", "-c:s", "mov_text", str(source)], check=True)
+    clip.path.unlink()
+    srt.unlink()
+    code, err = _run(capsys, source, "-o", tmp_path / "out.mkv", "--model", identity_model_file)
+    _assert_clean_failure(code, err, tmp_path, "write to the input's own container (.mp4)", {"clip.mp4"})
