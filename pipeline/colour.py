@@ -7,6 +7,7 @@ output must carry the input's primaries / transfer / matrix / range tags so play
 
 from __future__ import annotations
 
+import struct
 import threading
 from dataclasses import dataclass, replace
 
@@ -73,13 +74,61 @@ _HD_MIN_HEIGHT = 720
 
 
 @dataclass(frozen=True)
+class HdrMetadata:
+    """HDR10's static metadata (SMPTE ST 2086 mastering display, CTA-861.3 light levels), in
+    the units HEVC's and AV1's SEI/OBUs code them: chromaticities in 1/50000, luminance in
+    1/10000 cd/m². Absent parts are None."""
+
+    primaries: tuple[int, ...] | None = None   # G x, y, B x, y, R x, y, white point x, y
+    luminance: tuple[int, int] | None = None   # max, min
+    light_level: tuple[int, int] | None = None  # MaxCLL, MaxFALL (cd/m²)
+
+    @classmethod
+    def of_frame(cls, frame) -> "HdrMetadata | None":
+        """From a decoded frame's side data (FFmpeg's AVMasteringDisplayMetadata and
+        AVContentLightMetadata structs), or None when it has neither."""
+        primaries = luminance = light_level = None
+        for side_data in frame.side_data:
+            data = bytes(side_data)
+            if side_data.type == av.sidedata.sidedata.Type.MASTERING_DISPLAY_METADATA and len(data) >= 88:
+                # display_primaries[3][2] (R, G, B), white_point[2], min, max: AVRationals
+                # (int32 num, den), then int has_primaries, has_luminance.
+                values = struct.unpack("<20i2i", data[:88])
+                ratio = [values[2 * i] / values[2 * i + 1] if values[2 * i + 1] else 0.0 for i in range(10)]
+                has_primaries, has_luminance = values[20], values[21]
+                if has_primaries:
+                    r, g, b, white = ratio[0:2], ratio[2:4], ratio[4:6], ratio[6:8]
+                    primaries = tuple(round(v * 50000) for v in (*g, *b, *r, *white))
+                if has_luminance:
+                    luminance = (round(ratio[9] * 10000), round(ratio[8] * 10000))
+            elif side_data.type == av.sidedata.sidedata.Type.CONTENT_LIGHT_LEVEL and len(data) >= 8:
+                light_level = struct.unpack("<2I", data[:8])
+        if primaries is None and luminance is None and light_level is None:
+            return None
+        return cls(primaries, luminance, light_level)
+
+    def x265_params(self) -> list[str]:
+        """x265's ``master-display`` and ``max-cll`` parameters."""
+        params = []
+        if self.primaries is not None and self.luminance is not None:
+            gx, gy, bx, by, rx, ry, wx, wy = self.primaries
+            params.append(f"master-display=G({gx},{gy})B({bx},{by})R({rx},{ry})WP({wx},{wy})"
+                          f"L({self.luminance[0]},{self.luminance[1]})")
+        if self.light_level is not None:
+            params.append(f"max-cll={self.light_level[0]},{self.light_level[1]}")
+        return params
+
+
+@dataclass(frozen=True)
 class ColourProperties:
-    """The four colour tags of a video stream, as FFmpeg's integer enums (0/2 = unspecified)."""
+    """The four colour tags of a video stream, as FFmpeg's integer enums (0/2 = unspecified),
+    and HDR10's static metadata where the input carries it."""
 
     primaries: int = 2
     transfer: int = 2
     matrix: int = _SPC_UNSPECIFIED
     range: int = RANGE_UNSPECIFIED
+    hdr: HdrMetadata | None = None
 
     @classmethod
     def of_frame(cls, frame, pix_fmt: str) -> "ColourProperties":
@@ -92,6 +141,7 @@ class ColourProperties:
             transfer=int(frame.color_trc),
             matrix=int(frame.colorspace),
             range=colour_range,
+            hdr=HdrMetadata.of_frame(frame),
         )
 
     def sws_matrix(self, height: int) -> int:

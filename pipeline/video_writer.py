@@ -383,7 +383,10 @@ class VideoWriter:
                                     f"exist for {', '.join(DEFAULT_PRESET)}")
             log.info("encoder %s has no presets; ignoring preset %r", codec, settings.preset)
         if codec == "libx265":
-            options["x265-params"] = "log-level=error"
+            # HDR10's mastering display and light levels, as the input states them: without
+            # them players tone-map HDR video by guesswork.
+            hdr = self.colour.hdr.x265_params() if self.colour.hdr else []
+            options["x265-params"] = ":".join(["log-level=error", *hdr])
         if self.info.interlaced and codec in INTERLACED_ENCODERS:
             options["flags"] = options.get("flags", "") + "+ilme+ildct"
         if self.info.interlaced and codec in ("libx264", "libx264rgb") and not self.info.top_field_first:

@@ -355,3 +355,24 @@ def test_chapters_timecode_and_stream_flags_kept(tmp_path, identity_model, monke
     assert expected[0] == [("One", 0.0), ("Two", 1.0)] and expected[1] == "01:02:03:04"
     assert tags(out) == expected
     assert read_timestamps(out) == read_timestamps(clip)
+
+
+def test_hdr10_static_metadata_kept(tmp_path, identity_model):
+    """An HDR10 clip's mastering display and light levels reach the output's HEVC SEI."""
+    from pipeline.colour import HdrMetadata
+
+    master = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
+    clip = make_clip(tmp_path / "hdr.mkv", frames=6, codec="libx265", pix_fmt="yuv420p10le",
+                     options={"x265-params": f"log-level=error:master-display={master}:max-cll=1000,400"},
+                     colour={"color_primaries": 9, "color_trc": 16, "colorspace": 9})
+    out = process_video(clip.path, config=QUIET, model=identity_model).output
+
+    def hdr(path):
+        reader = FrameReader(path)
+        list(reader.frames())
+        return reader.colour
+
+    source, restored = hdr(clip.path), hdr(out)
+    assert source.hdr == HdrMetadata((13250, 34500, 7500, 3000, 34000, 16000, 15635, 16450),
+                                     (10000000, 1), (1000, 400))
+    assert (restored.hdr, restored.primaries, restored.transfer) == (source.hdr, 9, 16)
