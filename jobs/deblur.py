@@ -108,6 +108,13 @@ def deblur_folder(in_dir: str | Path, out_dir: str | Path, *,
                                        f"rename one of them")
                 continue
             claimed[output] = item
+            if ledger.latest(item) is None and (output.exists() or output.is_symlink()):
+                # Not ours: no job here ever started this item, so the file is the user's.
+                rows[item] = Row(item=item, output=str(output), status=FAILED,
+                                 error=f"{output} exists and no job here wrote it; move it away "
+                                       f"or choose another output folder (a job replaces only "
+                                       f"its own outputs)")
+                continue
             if ledger.is_done(item, settings, in_dir / rel, output):
                 entry = ledger.latest(item)
                 rows[item] = Row(item=item, output=str(output), status=SKIPPED, frames=entry.frames,

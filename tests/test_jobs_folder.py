@@ -163,3 +163,20 @@ def test_a_second_job_into_the_same_folder_is_refused_and_touches_nothing(tree, 
         assert not (out_dir / "unsmear-jobs.jsonl").exists()
     with folder_lock(out_dir):  # released when the first job ends (or dies)
         pass
+
+
+def test_files_no_job_wrote_are_never_replaced(tmp_path, clip, capsys):
+    """An output folder that already holds the user's own file under an output's name: that
+    video is reported failed and the file is left as it was (without starting any worker)."""
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "a.mp4").write_bytes(clip.read_bytes())
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "a.mp4").write_bytes(b"the user's own edit")
+    code = cli.main(["deblur", str(root), str(out_dir), "-q", "--device", "cpu"])
+    capsys.readouterr()
+    assert code != 0
+    assert (out_dir / "a.mp4").read_bytes() == b"the user's own edit"
+    [row] = json.loads((out_dir / "unsmear-report.json").read_text())["items"]
+    assert row["status"] == "failed" and "no job here wrote it" in row["error"]
