@@ -118,6 +118,19 @@ class HdrMetadata:
             params.append(f"max-cll={self.light_level[0]},{self.light_level[1]}")
         return params
 
+    def svtav1_params(self) -> list[str]:
+        """SVT-AV1's ``mastering-display`` and ``content-light`` parameters (chromaticities
+        and cd/m² as decimals)."""
+        params = []
+        if self.primaries is not None and self.luminance is not None:
+            gx, gy, bx, by, rx, ry, wx, wy = (v / 50000 for v in self.primaries)
+            params.append(f"mastering-display=G({gx:.4f},{gy:.4f})B({bx:.4f},{by:.4f})"
+                          f"R({rx:.4f},{ry:.4f})WP({wx:.4f},{wy:.4f})"
+                          f"L({self.luminance[0] / 10000:.4f},{self.luminance[1] / 10000:.4f})")
+        if self.light_level is not None:
+            params.append(f"content-light={self.light_level[0]},{self.light_level[1]}")
+        return params
+
 
 @dataclass(frozen=True)
 class ColourProperties:

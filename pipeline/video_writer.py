@@ -35,6 +35,10 @@ from pipeline.ffmpeg_cli import QUIET_ARGS, run_ffmpeg
 from pipeline.video_reader import FIELD_BB, FIELD_TT, VideoInfo
 from unsmear.files import partial_path
 
+# SVT-AV1 prints its banner, configuration and warnings to stderr at every encoder start, past
+# FFmpeg's log level (and -q): errors only, unless the user's environment says otherwise.
+os.environ.setdefault("SVT_LOG", "1")
+
 log = logging.getLogger(__name__)
 
 # Per-codec quality defaults: visually lossless-ish, what a restoration user expects.
@@ -387,6 +391,8 @@ class VideoWriter:
             # them players tone-map HDR video by guesswork.
             hdr = self.colour.hdr.x265_params() if self.colour.hdr else []
             options["x265-params"] = ":".join(["log-level=error", *hdr])
+        if codec == "libsvtav1" and self.colour.hdr and (hdr := self.colour.hdr.svtav1_params()):
+            options["svtav1-params"] = ":".join(hdr)
         if self.info.interlaced and codec in INTERLACED_ENCODERS:
             options["flags"] = options.get("flags", "") + "+ilme+ildct"
         if self.info.interlaced and codec in ("libx264", "libx264rgb") and not self.info.top_field_first:

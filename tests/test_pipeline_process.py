@@ -357,15 +357,19 @@ def test_chapters_timecode_and_stream_flags_kept(tmp_path, identity_model, monke
     assert read_timestamps(out) == read_timestamps(clip)
 
 
-def test_hdr10_static_metadata_kept(tmp_path, identity_model):
-    """An HDR10 clip's mastering display and light levels reach the output's HEVC SEI."""
+@pytest.mark.parametrize("suffix", [".mkv", ".webm"])  # HEVC (x265), AV1 (SVT-AV1)
+def test_hdr10_static_metadata_kept(tmp_path, identity_model, capfd, suffix):
+    """An HDR10 clip's mastering display and light levels reach the output's HEVC SEI or AV1
+    metadata OBUs; and the AV1 encoder prints nothing."""
     from pipeline.colour import HdrMetadata
 
     master = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
     clip = make_clip(tmp_path / "hdr.mkv", frames=6, codec="libx265", pix_fmt="yuv420p10le",
                      options={"x265-params": f"log-level=error:master-display={master}:max-cll=1000,400"},
                      colour={"color_primaries": 9, "color_trc": 16, "colorspace": 9})
-    out = process_video(clip.path, config=QUIET, model=identity_model).output
+    capfd.readouterr()
+    out = process_video(clip.path, tmp_path / f"out{suffix}", config=QUIET, model=identity_model).output
+    assert capfd.readouterr().err == ""
 
     def hdr(path):
         reader = FrameReader(path)
