@@ -102,8 +102,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     e = parser.add_argument_group("encoding")
     e.add_argument("--codec", help="video encoder: libx264 (default; libx265 for >8-bit input, "
                                    "libx264rgb for 8-bit RGB input, which browsers and QuickTime "
-                                   "do not play: --codec libx264 for a YUV copy; VP9 for .webm, "
-                                   "MPEG-4 for .avi), libx265, libvpx-vp9, libsvtav1, ffv1, ...")
+                                   "do not play: --codec libx264 for a YUV copy; VP9 for .webm "
+                                   "(AV1 for >8-bit), MPEG-4 for .avi, VP8 for .ogv, raw for "
+                                   ".y4m), libx265, libvpx-vp9, libsvtav1, ffv1, ...; a format "
+                                   "name (h264, hevc, av1) means FFmpeg's encoder for it")
     e.add_argument("--crf", type=int, help="quality for x264/x265/VP9/SVT-AV1, lower is better "
                                           "(default 18 / 20 / 24 / 28)")
     e.add_argument("--preset", help="speed/size preset, x264's names: ultrafast … medium "
