@@ -196,7 +196,7 @@ def build_pairs(sources: Sequence[Path], out: Path, config: BuildConfig, *,
             log.warning("skipping %s", exc)
             skipped.append(str(exc))
     ensure_build_record(out, build_settings(config, response))
-    todo = [(i, p) for i, p in plans if not (out / SOURCES_DIR / f"{i.name}.jsonl").exists()]
+    todo = [(i, p) for i, p in plans if not already_built(out, i.name, i.path)]
     total = sum(len(p.pairs) for _, p in todo)
     dropped = 0
     with tqdm(total=total, unit="pair", disable=not progress, dynamic_ncols=True,
@@ -248,11 +248,41 @@ def build_source(source: Path, out: Path, config: BuildConfig, split: str | None
     plan = plan_source(info, config, _averager(config).span)
     ensure_build_record(out, build_settings(config, response))
     done = out / SOURCES_DIR / f"{info.name}.jsonl"
-    if not done.exists():
+    if not already_built(out, info.name, info.path):
         with tqdm(total=len(plan.pairs), unit="pair", disable=not progress,
                   desc=info.name) as bar:
             _SourceBuilder(info, plan, out, config, response, split, bar).run()
     return read_records(done)
+
+
+def _built_from(done: Path) -> Path | None:
+    """The source a finished source's pairs were built from, where it can still be found."""
+    with open(done, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                stored = Path(json.loads(line).get("source_path") or "")
+                return stored.resolve() if stored.name and stored.exists() else None
+    return None
+
+
+def already_built(out: Path, name: str, path: Path) -> bool:
+    """Whether the pairs of source ``path`` (named ``name`` in ``out``) are already there.
+    Raises BuildError when its name is taken by another source's pairs (two cards' clip.mp4
+    into one folder): they would be skipped as done."""
+    done = Path(out) / SOURCES_DIR / f"{name}.jsonl"
+    source = Path(path).resolve()
+    if done.exists():
+        built_from = _built_from(done)
+        if built_from is not None and built_from != source:
+            raise BuildError(f"{out} already holds pairs named {name!r}, built from "
+                             f"{built_from}; {path} has the same name: build it into "
+                             f"another folder, or rename it")
+        return True
+    for other in sorted((Path(out) / SOURCES_DIR).glob("*.jsonl")):
+        if _built_from(other) == source:  # the same footage under another name (another root)
+            log.warning("%s: already built as %r; skipped", path, other.stem)
+            return True
+    return False
 
 
 def _unique_names(sources: Sequence[Path], root: Path | None) -> list[tuple[Path, str]]:

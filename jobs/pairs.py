@@ -18,10 +18,10 @@ from pathlib import Path
 import ray
 from tqdm import tqdm
 
-from dataset_builder.build import assign_split, build_settings, build_source
+from dataset_builder.build import already_built, assign_split, build_settings, build_source
 from dataset_builder.config import BuildConfig
 from dataset_builder.errors import BuildError
-from dataset_builder.manifest import SOURCES_DIR, ensure_build_record, write_manifest
+from dataset_builder.manifest import ensure_build_record, write_manifest
 from dataset_builder.response import load_response
 from dataset_builder.sources import find_sources, source_name
 from jobs import ledger as states
@@ -90,7 +90,12 @@ def build_pairs_folder(footage: str | Path, pairs: str | Path, config: BuildConf
         rows: dict[str, Row] = {}
         todo = []
         for item, source, name in named:
-            if (pairs / SOURCES_DIR / f"{name}.jsonl").exists():
+            try:
+                built = already_built(pairs, name, source)
+            except BuildError as exc:  # another source's pairs hold its name
+                rows[item] = Row(item=item, output=name, status=FAILED, error=str(exc))
+                continue
+            if built:
                 entry = ledger.latest(item)
                 rows[item] = Row(item=item, output=name, status=SKIPPED,
                                  frames=entry.frames if entry else 0,

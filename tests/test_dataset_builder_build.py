@@ -330,3 +330,27 @@ def test_real_sixteen_bit_high_speed_frames(tmp_path):
     records = records_of(tmp_path / "out")
     assert len(records) == 2 and all(r["bit_depth"] == 16 for r in records)
     assert read_image(tmp_path / "out" / records[0]["blurry"]).dtype == np.uint16
+
+
+def test_another_source_of_the_same_name_is_refused_not_skipped(tmp_path):
+    """Two cards' clip.mkv into one folder: the second is not taken for done."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = moving_clip(tmp_path / "a" / "clip.mkv", seed=1)
+    second = moving_clip(tmp_path / "b" / "clip.mkv", seed=2)
+    build_pairs([first], tmp_path / "out", BuildConfig(), progress=False)
+    with pytest.raises(BuildError, match=r"already holds pairs named 'clip', built from .*a/clip.mkv"):
+        build_pairs([second], tmp_path / "out", BuildConfig(), progress=False)
+    assert build_pairs([first], tmp_path / "out", BuildConfig(), progress=False).already_done == 1
+
+
+def test_the_same_footage_under_another_name_is_not_built_twice(tmp_path):
+    """Built from tree/day1, then from tree (where its name gains the folder): one copy of its
+    pairs, so no scene sits in both splits."""
+    (tmp_path / "tree" / "day1").mkdir(parents=True)
+    moving_clip(tmp_path / "tree" / "day1" / "clip.mkv")
+    out = tmp_path / "out"
+    for root in (tmp_path / "tree" / "day1", tmp_path / "tree"):
+        summary = build_pairs(find_sources(root), out, BuildConfig(), progress=False, root=root)
+    assert summary.already_done == 1 and summary.built_now == 0
+    assert {r["source"] for r in records_of(out)} == {"clip"}
