@@ -220,6 +220,8 @@ def ensure_build_record(out: Path, settings: dict[str, Any]) -> None:
             that ``build`` did not make.
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"{out} is a file, not a folder: give a new or empty folder for the pairs")
     record = {"format": FORMAT_VERSION, "settings": settings}
     path = out / BUILD_RECORD_NAME
     if not path.exists():

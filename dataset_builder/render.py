@@ -97,6 +97,8 @@ def render_photos(photos: Sequence[Path], out: Path, config: RenderConfig, *,
         The clip paths, in the order of ``photos``.
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"{out} is a file, not a folder: give a folder for the clips")
     out.mkdir(parents=True, exist_ok=True)
     suffix = (LOSSLESS if config.codec == "lossless" else CAMERA_LIKE)["suffix"]
     names = [_clip_name(p) for p in photos]

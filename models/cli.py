@@ -8,6 +8,7 @@ exit status 2, without a traceback (see unsmear.cli_conventions).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from dataset_builder.errors import BuildError
@@ -99,6 +100,19 @@ def _integer_at_least(minimum: int):  # noqa: ANN202 - an argparse type
 
 _non_negative = _integer_at_least(0)
 _positive = _integer_at_least(1)
+
+
+def _of_parity(odd: bool):  # noqa: ANN202 - an argparse type
+    def parse(text: str) -> int:
+        value = _positive(text)
+        if value % 2 != odd:
+            raise argparse.ArgumentTypeError(f"expected an {'odd' if odd else 'even'} number, got {value}")
+        return value
+
+    return parse
+
+
+_even, _odd = _of_parity(False), _of_parity(True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--val-photos", type=lambda t: tuple(x for x in t.split(",") if x), default=None,
                         metavar="NAME,...", help="photo names to render from (the config's val_photos by default)")
     render.add_argument("--count", type=_positive, default=64, help="pairs (default: %(default)s)")
-    render.add_argument("--size", type=_positive, default=256, help="square side, px, even (default: %(default)s)")
-    render.add_argument("--frames", type=_positive, default=1, help="blurred frames per pair, odd (default: 1)")
+    render.add_argument("--size", type=_even, default=256, help="square side, px, even (default: %(default)s)")
+    render.add_argument("--frames", type=_odd, default=1, help="blurred frames per pair, odd (default: 1)")
     render.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     render.add_argument("--consecutive", action="store_true",
                         help="each sample as two consecutive pairs of one motion (2 x --count pairs), so "
@@ -252,7 +266,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides)
     if args.init:
-        overrides.append(f"init={args.init}")
+        overrides.append(f"init={json.dumps(args.init)}")  # quoted: YAML reads " #" as a comment
     bad = [item for item in overrides if "=" not in item]
     if bad:
         raise ConfigError(f"{bad[0]!r} is not KEY=VALUE (only the config file is positional)")
@@ -325,7 +339,8 @@ def _run_render_pairs(args: argparse.Namespace) -> int:
     from models.synthetic import write_rendered_pairs
     from models.train_config import load_config
 
-    config = load_config(args.config, ["out=unused", "synthetic.fraction=1", f"synthetic.photos=[{args.photos}]"])
+    config = load_config(args.config, ["out=unused", "synthetic.fraction=1",
+                                       f"synthetic.photos=[{json.dumps(args.photos)}]"])  # any file name
     synthetic = config.synthetic
     if args.val_photos is not None:
         synthetic = dataclasses.replace(synthetic, val_photos=args.val_photos)
@@ -333,8 +348,11 @@ def _run_render_pairs(args: argparse.Namespace) -> int:
         raise ConfigError("no photos to render from: give --val-photos NAME,... (held out of training)")
     if args.consecutive and args.frames < 2:
         raise ConfigError("--consecutive needs neighbouring frames: give --frames 3 or more")
-    manifest = write_rendered_pairs(synthetic, args.out, count=args.count, size=args.size,
-                                    in_frames=args.frames, seed=args.seed, consecutive=args.consecutive)
+    try:
+        manifest = write_rendered_pairs(synthetic, args.out, count=args.count, size=args.size,
+                                        in_frames=args.frames, seed=args.seed, consecutive=args.consecutive)
+    except ValueError as exc:  # photos not found, held-out names missing
+        raise ConfigError(str(exc)) from exc
     print(f"wrote {args.count * (2 if args.consecutive else 1)} pairs: {manifest}")
     return 0
 

@@ -354,3 +354,18 @@ def test_the_same_footage_under_another_name_is_not_built_twice(tmp_path):
         summary = build_pairs(find_sources(root), out, BuildConfig(), progress=False, root=root)
     assert summary.already_done == 1 and summary.built_now == 0
     assert {r["source"] for r in records_of(out)} == {"clip"}
+
+
+def test_an_output_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    clip = moving_clip(tmp_path / "c.mkv")
+    photo = tmp_path / "photos" / "p.png"
+    photo.parent.mkdir()
+    write_png(photo, np.zeros((48, 64, 3), np.uint8))
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    for command in (["build", str(clip), str(taken)],
+                    ["render", str(photo.parent), str(taken), "--seconds", "0.05"]):
+        status = main([*command, "--no-progress"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert status == 2 and len(err) == 1 and "is a file, not a folder" in err[0], err
+    assert taken.read_text() == "mine"

@@ -348,3 +348,33 @@ def test_temporal_term_runs_with_the_default_core_plan(tmp_path, photos):
     assert config.synthetic_workers == -1
     result = train(config, progress=False)
     assert result.step == 2 and result.model_path.exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--size", "33"], "expected an even number, got 33"),
+    (["--frames", "2"], "expected an odd number, got 2"),
+    (["--val-photos", "nosuch"], "(val_photos: nosuch)"),
+])
+def test_render_pairs_mistakes_are_one_line_errors(tmp_path, photos, capsys, args, expected):
+    from models.cli import main
+
+    try:
+        code = main(["render-pairs", str(photos), str(tmp_path / "pairs"), "--count", "2",
+                     *(["--val-photos", "gamma"] if "--val-photos" not in args else []), *args])
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code != 0 and expected in err and "Traceback" not in err
+    assert not (tmp_path / "pairs").exists()
+
+
+def test_render_pairs_takes_any_folder_name(tmp_path, photos):
+    """A photos folder whose name YAML would read as a list or a comment."""
+    import shutil
+
+    from models.cli import main
+
+    odd = tmp_path / "Photos, 2023 #1"
+    shutil.copytree(photos, odd)
+    assert main(["render-pairs", str(odd), str(tmp_path / "pairs"), "--val-photos", "gamma",
+                 "--count", "2", "--size", "32"]) == 0
