@@ -297,8 +297,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"model not found: {config.model}")
     report = evaluate(config, progress=not args.quiet)
     print(format_table(report))
-    json_path, plot_path = write_outputs(report, config.out)
-    print(f"wrote {json_path}, {plot_path} and {plot_path.with_name('sheet.png')} (worst and best pairs)")
+    json_path, plot_path, sheet_path = write_outputs(report, config.out)
+    sheet = f" and {sheet_path} (worst and best pairs)" if sheet_path else " (no blurred pairs: no sheet)"
+    print(f"wrote {json_path}, {plot_path}{sheet}")
     return 0
 
 

@@ -596,14 +596,17 @@ def write_sheet(rows: list[list[tuple[np.ndarray, str]]], path: str | Path, *,
     return path
 
 
-def write_outputs(report: EvaluationReport, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``results.json``, ``gain_plot.png`` and ``sheet.png`` (worst and best pairs) into
-    ``out_dir``; return the first two paths."""
+def write_outputs(report: EvaluationReport, out_dir: str | Path) -> tuple[Path, Path, Path | None]:
+    """Write ``results.json``, ``gain_plot.png`` and, where there are blurred pairs,
+    ``sheet.png`` (worst and best pairs) into ``out_dir``; return their paths (the sheet's
+    None when there was none to draw; an earlier run's is removed, not left to look current)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    json_path, plot_path = out / "results.json", out / "gain_plot.png"
+    json_path, plot_path, sheet_path = out / "results.json", out / "gain_plot.png", out / "sheet.png"
     write_json(report, json_path)
     draw_gain_plot(report, plot_path)
     if any(not r.static for r in report.results):
-        draw_sheet(report, out / "sheet.png")
-    return json_path, plot_path
+        draw_sheet(report, sheet_path)
+        return json_path, plot_path, sheet_path
+    sheet_path.unlink(missing_ok=True)
+    return json_path, plot_path, None

@@ -163,13 +163,14 @@ def test_evaluate_numbers_match_a_direct_computation(tmp_path):
         expected = _numpy_ssim(setting.apply(blurry).astype(np.float64), _read(pairs / "0_sharp.png"))
         assert report.results[0].baseline_ssim[method] == pytest.approx(expected, abs=1e-4)
 
-    json_path, plot_path = write_outputs(report, tmp_path / "eval")
+    json_path, plot_path, sheet_path = write_outputs(report, tmp_path / "eval")
     saved = json.loads(json_path.read_text())
     assert saved["results"][0]["psnr_output"] == pytest.approx(report.results[0].psnr_output)
     assert "RGB" in saved["definitions"]["psnr"] and "11x11" in saved["definitions"]["ssim"]
     plot = cv2.imread(str(plot_path))
     assert plot.shape == (PLOT_SIZE[1], PLOT_SIZE[0], 3) and plot.std() > 10  # drawn, not blank
-    sheet = cv2.imread(str(json_path.with_name("sheet.png")))
+    assert sheet_path == json_path.with_name("sheet.png")
+    sheet = cv2.imread(str(sheet_path))
     # one row per blurred pair (two here): blurred | restored | sharp
     assert sheet.shape[0] == 2 * 256 and sheet.shape[1] >= 3 * 256 and sheet.std() > 10
 
