@@ -14,6 +14,7 @@ Frames come out as (N, H, W, C) uint8 or uint16, C = 1 (grey) or 3 (RGB).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import struct
@@ -35,7 +36,7 @@ except ImportError:  # no decord wheel for this platform (macOS, Linux ARM): PyA
 
 from dataset_builder.errors import BuildError
 from dataset_builder.images import read_image
-from unsmear.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from unsmear.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, display_matrix, displayed, turns_quarter
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class SourceInfo:
         fps: capture frame rate, or None when nothing says it.
         fps_origin: where ``fps`` came from (``--fps``, a metadata key, ``container``).
         reader: ``decord``, ``pyav`` or ``images``.
+        display_matrix: the video's display rotation, which the PyAV reader applies (decord
+            turns its frames itself): pairs come out upright, whichever reader made them.
     """
 
     path: Path
@@ -78,6 +81,7 @@ class SourceInfo:
     fps: float | None
     fps_origin: str
     reader: str
+    display_matrix: tuple[int, ...] | None = None
 
     @property
     def dtype(self) -> np.dtype:
@@ -213,6 +217,10 @@ def _probe_video(path: Path, name: str, fps: float | None) -> SourceInfo:
                       fps=fps_value, fps_origin=origin, reader="pyav")
     if bits <= 8 and channels == 3 and decord is not None:
         info = _prefer_decord(info)
+    if info.reader == "pyav" and (matrix := _first_display_matrix(path)) is not None:
+        turned = turns_quarter(matrix)
+        size = (info.height, info.width) if turned else (info.width, info.height)
+        info = dataclasses.replace(info, display_matrix=matrix, width=size[0], height=size[1])
     reader = open_source(info)
     try:
         first = reader.read(0, 1)
@@ -221,6 +229,16 @@ def _probe_video(path: Path, name: str, fps: float | None) -> SourceInfo:
     if len(first) == 0:
         raise BuildError(f"cannot decode video {path}: no frame decodes")
     return info
+
+
+def _first_display_matrix(path: Path) -> tuple[int, ...] | None:
+    """The display matrix of the video's first frame (phones store rotation this way)."""
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0), None)
+    except (av.FFmpegError, OSError) as exc:
+        raise BuildError(f"cannot read video {path}: {_reason(exc)}") from exc
+    return display_matrix(frame) if frame is not None else None
 
 
 def _prefer_decord(info: SourceInfo) -> SourceInfo:
@@ -347,9 +365,10 @@ class PyAVReader:
                 raise BuildError(f"cannot decode {self.info.path} frame {self._next}: "
                                  f"{_reason(exc)}") from exc
             if self._next >= start:
-                _check_size(self.info, (frame.height, frame.width), self._next)
                 array = frame.to_ndarray(format=self._fmt)
-                out.append(array[:, :, None] if array.ndim == 2 else array)
+                array = displayed(array[:, :, None] if array.ndim == 2 else array, self.info.display_matrix)
+                _check_size(self.info, array.shape[:2], self._next)
+                out.append(np.ascontiguousarray(array))
             self._next += 1
         if not out:
             return np.empty((0, self.info.height, self.info.width, self.info.channels),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -26,6 +25,7 @@ from pipeline.errors import PipelineError
 from pipeline.video_reader import VideoInfo
 from pipeline.video_writer import VideoWriter
 from unsmear.files import partial_path, replace
+from unsmear.media import displayed
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 GRID_FRAMES = 3
@@ -62,21 +62,6 @@ def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR (dB) of two 8-bit images (inf when equal)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
-def displayed(image: np.ndarray, display_matrix: Sequence[int] | None) -> np.ndarray:
-    """``image`` (H, W, C) turned and mirrored as players show it, by the stream's display
-    matrix (9 ints, FFmpeg's layout: a point (x, y) is shown at (a·x + c·y, b·x + d·y) with
-    a, b, c, d = m[0], m[1], m[3], m[4]). Only quarter turns and mirrors exist in practice;
-    any other matrix leaves the image as stored."""
-    if display_matrix is None:
-        return image
-    a, b, c, d = display_matrix[0], display_matrix[1], display_matrix[3], display_matrix[4]
-    if b == c == 0 and a and d:
-        return image[::1 if d > 0 else -1, ::1 if a > 0 else -1]
-    if a == d == 0 and b and c:  # a quarter turn: rows become columns
-        return image.transpose(1, 0, 2)[::1 if b > 0 else -1, ::1 if c > 0 else -1]
-    return image
 
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:

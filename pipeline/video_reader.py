@@ -30,6 +30,7 @@ from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_re
 from pipeline.config import HWDEC_CHOICES
 from pipeline.errors import PipelineError, RunFailedError
 from pipeline.ordered import ordered_map
+from unsmear.media import display_matrix
 
 log = logging.getLogger(__name__)
 
@@ -490,11 +491,7 @@ class FrameReader:
 
     def _read_stream_properties(self, frame: av.VideoFrame) -> None:
         self.colour = ColourProperties.of_frame(frame, self.info.pix_fmt)
-        for side_data in frame.side_data:
-            if side_data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
-                self.display_matrix = tuple(
-                    int(v) for v in np.frombuffer(bytes(side_data), dtype="<i4")[:9]
-                )
+        self.display_matrix = display_matrix(frame)
 
     def _to_rgb(self, frame: av.VideoFrame, rgb_format: str) -> np.ndarray:
         info = self.info

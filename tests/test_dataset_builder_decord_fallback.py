@@ -30,10 +30,16 @@ def _pngs(folder: Path) -> dict[str, Path]:
 
 
 @pytest.mark.skipif(decord is None, reason="decord is not installed on this platform")
-def test_same_pairs_with_and_without_decord(tmp_path):
+@pytest.mark.parametrize("width, height, rotation", [(64, 48, None), (96, 64, 90)])
+def test_same_pairs_with_and_without_decord(tmp_path, width, height, rotation):
+    """The same pairs, upright (a phone's rotated clip too: decord turns its frames, PyAV's
+    are turned by the display matrix)."""
     (tmp_path / "footage").mkdir()
-    clip = make_clip(tmp_path / "footage" / "clip.mp4", frames=40, width=64, height=48).path
-    assert probe_source(clip).reader == "decord"
+    clip = make_clip(tmp_path / "footage" / "clip.mp4", frames=40, width=width, height=height,
+                     rotation=rotation).path
+    info = probe_source(clip)
+    assert info.reader == "decord"
+    assert (info.width, info.height) == ((height, width) if rotation else (width, height))
     built = {}
     for available in (True, False):
         out = tmp_path / f"pairs_{available}"
@@ -46,6 +52,7 @@ def test_same_pairs_with_and_without_decord(tmp_path):
     for name, path in built[True].items():
         with_decord = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         with_pyav = cv2.imread(str(built[False][name]), cv2.IMREAD_UNCHANGED)
+        assert with_decord.shape[:2] == with_pyav.shape[:2] == (info.height, info.width), name
         # Both decode with FFmpeg; only the YUV→RGB conversion may round differently.
         assert psnr(with_decord, with_pyav) > 40, name
 
