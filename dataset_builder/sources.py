@@ -47,6 +47,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DECORD_SKIP_BATCH = 64  # frames decoded and dropped per call when skipping ahead
 # Colour types of the PNG header: 0 grey, 4 grey+alpha; the others decode to RGB.
 PNG_GREY_TYPES = (0, 4)
+# Frame intervals further than this share from the usual one make a source "variable frame rate".
+UNEVEN_FRAME_SPACING = 0.25
 
 
 @dataclass(frozen=True)
@@ -207,11 +209,13 @@ def _probe_video(path: Path, name: str, fps: float | None) -> SourceInfo:
         channels = 1 if GREY_PIX_FMT.match(pix_fmt) else 3
         fps_value, origin = _video_fps(container, stream, fps)
         try:
-            packets = sum(1 for packet in container.demux(stream) if packet.size)
+            times = [packet.pts for packet in container.demux(stream) if packet.size]
         except av.FFmpegError as exc:
             raise BuildError(f"cannot read video {path}: {_reason(exc)}") from exc
+    packets = len(times)
     if packets == 0:
         raise BuildError(f"{path} holds no video frames")
+    _warn_if_uneven(path, [t for t in times if t is not None])
     info = SourceInfo(path=path, name=name, kind="video", num_frames=packets, width=ctx.width,
                       height=ctx.height, channels=channels, bit_depth=16 if bits > 8 else 8,
                       fps=fps_value, fps_origin=origin, reader="pyav")
@@ -229,6 +233,20 @@ def _probe_video(path: Path, name: str, fps: float | None) -> SourceInfo:
     if len(first) == 0:
         raise BuildError(f"cannot decode video {path}: no frame decodes")
     return info
+
+
+def _warn_if_uneven(path: Path, pts: list[int]) -> None:
+    """Warn when frames are not evenly spaced in time (a variable frame rate): a window of N
+    frames then spans a varying exposure, and the pairs' blur lengths vary with it."""
+    steps = np.diff(np.unique(np.asarray(pts, dtype=np.int64)))
+    if len(steps) < 2:
+        return
+    typical = float(np.median(steps))
+    uneven = int(np.sum(np.abs(steps - typical) > UNEVEN_FRAME_SPACING * typical))
+    if uneven:
+        log.warning("%s: %d of %d frame intervals differ from the usual one by more than %d %% "
+                    "(a variable frame rate): windows average frames unevenly spaced in time",
+                    path, uneven, len(steps), round(100 * UNEVEN_FRAME_SPACING))
 
 
 def _first_display_matrix(path: Path) -> tuple[int, ...] | None:

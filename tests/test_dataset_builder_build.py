@@ -369,3 +369,16 @@ def test_an_output_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert status == 2 and len(err) == 1 and "is a file, not a folder" in err[0], err
     assert taken.read_text() == "mine"
+
+
+def test_a_variable_frame_rate_source_is_warned_about(tmp_path, caplog):
+    """Frames 17 to 50 ms apart (a phone's variable frame rate): a window of N frames spans a
+    varying time, so the user is told."""
+    from tests.media import make_clip
+
+    even = make_clip(tmp_path / "even.mkv", frames=32, fps=240).path
+    probe_source(even)
+    assert "variable frame rate" not in caplog.text
+    uneven = make_clip(tmp_path / "uneven.mkv", frames=32, fps=240, vfr=True).path
+    probe_source(uneven)
+    assert "variable frame rate" in caplog.text
