@@ -109,13 +109,29 @@ def render_photos(photos: Sequence[Path], out: Path, config: RenderConfig, *,
               desc="render", dynamic_ncols=True) as bar:
         for photo, name in zip(photos, names):
             clip = out / f"{name}{suffix}"
-            if clip.exists() and clip.with_suffix(".json").exists():
+            if _rendered_with(clip, config):
                 log.info("%s exists; kept", clip)
                 bar.update(config.num_frames)
             else:
                 render_clip(photo, clip, config, on_frame=lambda: bar.update(1))
             clips.append(clip)
     return clips
+
+
+def _rendered_with(clip: Path, config: RenderConfig) -> bool:
+    """Whether ``clip`` exists, rendered with ``config`` (its sidecar says so): a clip of
+    other settings (size, rate, length, motion) is rendered again, not kept."""
+    sidecar = clip.with_suffix(".json")
+    if not (clip.exists() and sidecar.exists()):
+        return False
+    try:
+        stated = json.loads(sidecar.read_text(encoding="utf-8")).get("config")
+    except (json.JSONDecodeError, OSError, AttributeError):
+        return False
+    if stated != json.loads(json.dumps(asdict(config))):
+        log.info("%s was rendered with other settings; rendering it again", clip)
+        return False
+    return True
 
 
 def render_clip(photo: Path, clip: Path, config: RenderConfig, *,

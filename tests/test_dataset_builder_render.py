@@ -83,3 +83,16 @@ def test_render_cli_then_build(tmp_path, capsys):
 def test_find_photos_complains_about_an_empty_folder(tmp_path):
     with pytest.raises(BuildError, match="no photos"):
         find_photos(tmp_path)
+
+
+def test_rendering_again_keeps_same_settings_clips_and_redoes_the_others(tmp_path):
+    photos = [photo(tmp_path / "photos" / "p0.png", 0)]
+    config = RenderConfig(**SMALL)
+    [clip] = render_photos(photos, tmp_path / "out", config, progress=False)
+    first = clip.stat().st_mtime_ns
+    render_photos(photos, tmp_path / "out", config, progress=False)
+    assert clip.stat().st_mtime_ns == first  # kept
+    bigger = RenderConfig(**{**SMALL, "width": 96, "height": 64, "fps": 120.0})
+    render_photos(photos, tmp_path / "out", bigger, progress=False)
+    info = probe_source(clip)
+    assert (info.width, info.height, info.fps) == (96, 64, 120.0)  # not the stale 64x48 240 fps
