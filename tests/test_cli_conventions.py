@@ -208,3 +208,20 @@ def test_a_workers_repeated_warning_prints_once_and_the_drivers_own_each_time(mo
         "WARNING pipeline.video_reader: clip.ts: the input is damaged",
         "WARNING pipeline.scheduler: clip.ts: redoing segment 2",
         "WARNING pipeline.scheduler: clip.ts: redoing segment 2"]
+
+
+def test_a_closed_output_pipe_ends_quietly():
+    """`... | head`: the reader goes away; no traceback, status 141 as shell tools give."""
+    script = ("import sys; from unsmear.cli_conventions import run\n"
+              "def command():\n"
+              "    for i in range(200000):\n"
+              "        print('line', i)\n"
+              "    return 0\n"
+              "sys.exit(run(command, verbose=False, user_errors=()))\n")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+    process.stdout.read(10)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -33,6 +34,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the work ran and failed; the message says what happened
 EXIT_USAGE = 2  # argparse's own status for bad usage; also a missing file, a bad value
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away (`| head`)
 
 VERSION = f"unsmear {__version__}"
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -102,7 +104,8 @@ def run(command: Callable[[], int], *, verbose: bool, user_errors: ErrorTypes,
     Log messages go to stderr (INFO with ``verbose``). An exception of ``failures`` (checked
     first, so it may subclass a user error) is reported as one ``error:`` line with status 1,
     one of ``user_errors`` as one line with status 2, Ctrl-C or SIGTERM as the
-    ``interrupted`` line with status 130. Anything else is a bug and keeps its traceback.
+    ``interrupted`` line with status 130, a closed output pipe silently with 141. Anything
+    else is a bug and keeps its traceback.
     """
     interrupt_on_sigterm()
     console = ConsoleHandler()
@@ -117,6 +120,14 @@ def run(command: Callable[[], int], *, verbose: bool, user_errors: ErrorTypes,
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `... | head` closed our output: stop quietly, as shell tools do, and let the
+        # interpreter's last flush go nowhere instead of printing another traceback.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_BROKEN_PIPE
 
 
 # Set on a log record that repeats a Ray worker's warning in the driver (pipeline.cluster).
