@@ -45,6 +45,7 @@ from models.registry import Generator
 from models.temporal import WarpingError, sequences
 from models.metrics import MAX_PSNR_DB, PSNR_DEFINITION, SSIM_DEFINITION, psnr, ssim
 from models.devices import pick_device
+from models.errors import DataError
 from models.motion import MotionEstimator, add_motion, network_input
 
 logger = logging.getLogger(__name__)
@@ -225,6 +226,9 @@ def _measure_pair(
     sharp = to_tensor(pair.sharp)
     blurry = to_tensor(pair.blurry_frames[in_frames // 2])
     restored = _restore(model, stack_frames(pair.blurry_frames), device)
+    if 2 * border >= min(sharp.shape[-2:]):
+        raise DataError(f"--crop-border {border} leaves nothing of {record.sharp} "
+                        f"({sharp.shape[-1]}x{sharp.shape[-2]}); give less than half its shorter side")
     psnr_in, ssim_in = psnr(blurry, sharp, crop_border=border).item(), ssim(blurry, sharp, crop_border=border).item()
     sharp_in = None
     if config.sharp_check:

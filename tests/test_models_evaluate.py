@@ -211,6 +211,12 @@ def test_cli_evaluate_user_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "has 1 blurred frame(s) but the model takes 3" in err
 
+    save_generator(RRDBNet(num_feat=4, num_block=1, num_grow_ch=4, downscale=2), tmp_path / "one.safetensors")
+    assert main(["evaluate", "--model", str(tmp_path / "one.safetensors"), str(pairs), "--no-progress",
+                 "--crop-border", "5000", "--no-baselines"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --crop-border 5000 leaves nothing of") and "\n" not in err
+
 
 # --------------------------------------------------------------------------- temporal consistency
 
