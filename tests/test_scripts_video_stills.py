@@ -1,4 +1,4 @@
-"""`scripts/video_stills.py`: the real-clip stills the video model's training renders from."""
+"""`scripts/video_stills.py`: stills of real clips for the video model's training to render from."""
 
 from __future__ import annotations
 
