@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 import av
 from av.video.reformatter import VideoReformatter
 
+from unsmear.media import frame_side_data
+
 # FFmpeg's AVColorSpace values (libavutil/pixfmt.h).
 _SPC_RGB = 0
 _SPC_BT709 = 1
@@ -88,7 +90,7 @@ class HdrMetadata:
         """From a decoded frame's side data (FFmpeg's AVMasteringDisplayMetadata and
         AVContentLightMetadata structs), or None when it has neither."""
         primaries = luminance = light_level = None
-        for side_data in frame.side_data:
+        for side_data in frame_side_data(frame):
             data = bytes(side_data)
             if side_data.type == av.sidedata.sidedata.Type.MASTERING_DISPLAY_METADATA and len(data) >= 88:
                 # display_primaries[3][2] (R, G, B), white_point[2], min, max: AVRationals

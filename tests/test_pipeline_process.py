@@ -380,3 +380,40 @@ def test_hdr10_static_metadata_kept(tmp_path, identity_model, capfd, suffix):
     assert source.hdr == HdrMetadata((13250, 34500, 7500, 3000, 34000, 16000, 15635, 16450),
                                      (10000000, 1), (1000, 400))
     assert (restored.hdr, restored.primaries, restored.transfer) == (source.hdr, 9, 16)
+
+
+def test_side_data_is_read_with_either_pyav_iteration():
+    """PyAV 18.1.0 iterates a frame's side data over its entries, 18.1.1 over their types (a
+    mapping): the display matrix and HDR metadata are read the same from both."""
+    import struct
+    from types import SimpleNamespace
+
+    from pipeline.colour import HdrMetadata
+    from unsmear.media import display_matrix
+
+    import av.sidedata.sidedata as sd
+
+    class Entry:  # what PyAV's SideData offers: its type and its bytes
+        def __init__(self, data: bytes, kind) -> None:
+            self.data, self.type = data, kind
+
+        def __bytes__(self) -> bytes:
+            return self.data
+
+    kinds = {name: getattr(sd.Type, name) for name in
+             ("DISPLAYMATRIX", "MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL")}
+    rationals = [34000, 50000, 16000, 50000, 13250, 50000, 34500, 50000, 7500, 50000, 3000, 50000,
+                 15635, 50000, 16450, 50000, 1, 10000, 10000000, 10000]
+    entries = [Entry(struct.pack("<9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30), kinds["DISPLAYMATRIX"]),
+               Entry(struct.pack("<20i2i", *rationals, 1, 1), kinds["MASTERING_DISPLAY_METADATA"]),
+               Entry(struct.pack("<2I", 1000, 400), kinds["CONTENT_LIGHT_LEVEL"])]
+
+    class AsMapping(dict):  # 18.1.1: iterating gives the keys
+        pass
+
+    old_style = SimpleNamespace(side_data=list(entries))
+    new_style = SimpleNamespace(side_data=AsMapping({e.type.name: e for e in entries}))
+    for frame in (old_style, new_style):
+        assert display_matrix(frame) == (0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
+        assert HdrMetadata.of_frame(frame) == HdrMetadata(
+            (13250, 34500, 7500, 3000, 34000, 16000, 15635, 16450), (10000000, 1), (1000, 400))

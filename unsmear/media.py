@@ -29,9 +29,21 @@ def is_image_name(path: Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def frame_side_data(frame: Any) -> list[Any]:
+    """A decoded PyAV frame's side data entries (each with ``.type`` and its bytes).
+
+    PyAV 18.1.0 iterates ``frame.side_data`` over the entries; 18.1.1 made it a mapping whose
+    iteration gives the types (and whose ``values()`` 18.1.0 cannot serve): both work here."""
+    container = frame.side_data
+    entries = list(container)
+    if entries and not hasattr(entries[0], "type"):  # keys of a mapping: look each one up
+        return [container[key] for key in entries]
+    return entries
+
+
 def display_matrix(frame: Any) -> tuple[int, ...] | None:
     """A decoded PyAV frame's display matrix (9 ints, FFmpeg's layout), or None."""
-    for side_data in frame.side_data:
+    for side_data in frame_side_data(frame):
         if getattr(side_data.type, "name", "") == "DISPLAYMATRIX":
             return struct.unpack("<9i", bytes(side_data)[:36])
     return None
