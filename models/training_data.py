@@ -21,6 +21,7 @@ pool draws never depend on worker count, timing or a resume.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import time
 from collections import deque
@@ -89,6 +90,22 @@ class _RenderedChunks(Dataset):
 
 def _one_thread(_worker: int) -> None:
     torch.set_num_threads(1)  # a loader worker shares the cores with the training process
+
+
+def _worker_context(workers: int) -> multiprocessing.context.BaseContext | None:
+    """How loader workers start: from a fork server, never by forking this process.
+
+    A fork copies this process as it is, the locks its other threads hold at that moment
+    included (the step's part threads, a progress bar's monitor, the other loader's queue
+    feeder); a worker that then needs one of them waits forever: a render worker hung so on
+    a futex in CI. The server is a fresh single-threaded process that imports torch and this
+    module once, so each worker forked from it starts clean and in a fraction of a second.
+    """
+    if not workers:
+        return None
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", __name__])  # no effect once the server runs
+    return context
 
 
 # Idle render-worker cores that earn the network an extra thread: with each sample used once
@@ -172,14 +189,14 @@ class TrainingBatches:
         workers = self.render_workers
         return DataLoader(dataset, batch_size=None, sampler=range(first, self.steps), num_workers=workers,
                           worker_init_fn=_one_thread, persistent_workers=False,
-                          prefetch_factor=4 if workers else None)
+                          prefetch_factor=4 if workers else None, multiprocessing_context=_worker_context(workers))
 
     def _stored_loader(self, start: int) -> DataLoader:
         # Sample numbers, not pair indices: step s always sees the same samples.
         samples = range(start * self.stored_per_batch, self.steps * self.stored_per_batch)
         return DataLoader(self.stored, batch_size=self.stored_per_batch, sampler=samples,
                           num_workers=self.stored_workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False)
+                          persistent_workers=False, multiprocessing_context=_worker_context(self.stored_workers))
 
     def _made(self, start: int) -> Iterator[dict[str, Tensor]]:
         """One step's on-the-fly samples per step from ``start`` on."""

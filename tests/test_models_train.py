@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from pathlib import Path
 
 import cv2
@@ -360,3 +361,45 @@ def test_cli_interpolate_rejects_alpha_out_of_range(capsys):
     assert exit_info.value.code == 2
     assert "alpha must be between 0 and 1" in capsys.readouterr().err
 
+
+
+_HELD = threading.Lock()  # held by another thread while the loader starts its worker
+
+
+class _NeedsTheLock(torch.utils.data.Dataset):
+    """Stored pairs whose reading takes a lock of this module, as decoders and allocators do."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        with _HELD:
+            return {"blurry": torch.zeros(3, 8, 8), "sharp": torch.zeros(3, 8, 8)}
+
+
+def test_loader_workers_do_not_inherit_locks_other_threads_hold():
+    """A worker forked while another thread holds a lock would wait for it forever (a render
+    worker hung so in CI); workers start from a clean fork server instead."""
+    from models.generator import GeneratorConfig
+    from models.training_data import TrainingBatches
+
+    batches = TrainingBatches(stored=_NeedsTheLock(), stored_per_batch=2, synthetic=None, synthetic_per_batch=0,
+                              generator=GeneratorConfig(), device=torch.device("cpu"), steps=2, seed=0,
+                              reuse=1, pool=1, render_workers=0, stored_workers=1)
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _HELD:
+            taken.set()
+            release.wait(120)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    taken.wait()
+    got: list[dict[str, torch.Tensor]] = []
+    reader = threading.Thread(target=lambda: got.extend(batches(0)), daemon=True)
+    reader.start()
+    reader.join(60)
+    release.set()
+    assert not reader.is_alive(), "a loader worker hung on a lock held at its start"
+    assert len(got) == 2 and got[0]["blurry"].shape == (2, 3, 8, 8)
