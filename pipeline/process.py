@@ -109,7 +109,7 @@ def _run(reader: FrameReader, restorer: Restorer, partial: Path, output: Path, c
     def open_writer() -> VideoWriter:
         return VideoWriter(partial, info, colour=reader.colour,
                            display_matrix=reader.display_matrix, settings=config.encoder,
-                           output_name=output)
+                           output_name=output, source_end=lambda: reader.end_pts)
 
     def open_compare() -> Comparison:
         return Comparison(config.compare, info, colour=reader.colour,

@@ -356,7 +356,8 @@ def restore_segment(task: SegmentTask, restorer: Restorer, *,
     def open_writer() -> VideoWriter:
         return VideoWriter(partial, reader.info, colour=reader.colour,
                            display_matrix=reader.display_matrix, settings=config.encoder,
-                           copy_streams=task.whole, output_name=task.output_name)
+                           copy_streams=task.whole, output_name=task.output_name,
+                           source_end=(lambda: reader.end_pts) if task.segment.end_pts is None else None)
 
     def items() -> Iterator[DecodedFrame]:
         for frame, is_target in segment_items(reader, task.segment, restorer.context):

@@ -370,6 +370,9 @@ class FrameReader:
         self.display_matrix: tuple[int, ...] | None = None
         self.repaired_timestamps = 0
         self.resized_frames = 0
+        # Where the last frame read ends (its pts plus what its packet says it lasts, at least
+        # one frame interval; the input's time base), once a read has reached the end.
+        self.end_pts: int | None = None
 
     def frames(self, seek_pts: int | None = None) -> Iterator[DecodedFrame]:
         """Yield every frame that decodes, once, in order.
@@ -431,11 +434,14 @@ class FrameReader:
             yield from ordered_map(convert, timed(), self._convert_threads, name="decode-convert")
         finally:
             container.close()
+        end = None
+        if index and last_pts is not None:
+            # The last frame lasts what its packet says (a screen recording or slideshow
+            # may hold it for seconds), else one nominal frame.
+            end = max(last_pts + frame_ticks, self.damage.packets_end or 0)
+            self.end_pts = None if info.raw_stream else end
         if seek_pts is None:
-            if index and last_pts is not None:
-                # The last frame lasts what its packet says (a screen recording or slideshow
-                # may hold it for seconds), else one nominal frame.
-                end = max(last_pts + frame_ticks, self.damage.packets_end or 0)
+            if end is not None:
                 self.damage.note_end(float((end - start) * info.time_base))
             self.damage.check(info.path, self.accept_damaged)
         if self.repaired_timestamps:

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -234,6 +235,8 @@ class VideoWriter:
         output_name: the name shown in errors and used for codec defaults, when ``path`` is
             a temporary name.
         container_options: muxer options (e.g. MP4's ``movie_timescale`` for segment files).
+        source_end: asked at close, where the input's last frame ends (pts plus duration, in
+            its time base; None when not known): the output's last frame lasts as long.
     """
 
     def __init__(
@@ -248,6 +251,7 @@ class VideoWriter:
         copy_streams: bool = True,
         output_name: Path | None = None,
         container_options: dict[str, str] | None = None,
+        source_end: Callable[[], int | None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.info = info
@@ -294,6 +298,14 @@ class VideoWriter:
         self._field_marker: av.filter.Graph | None = None
         self.frames_written = 0
         self._pending_copy = None
+        # A last frame the input holds for longer than a frame interval (a screen recording, a
+        # slideshow) keeps its hold where the container stores durations: the muxers end a
+        # stream at the latest pts + duration of its packets, the last one's in decode order
+        # given, the others' from the timestamps. So each packet waits for the next, and at
+        # close the last is given the hold.
+        self._source_end = source_end if self._container_name() not in FRAME_SLOT_FORMATS else None
+        self._held = None
+        self._latest_pts: int | None = None  # of the packets muxed, on the input's clock
 
     def _add_video_stream(self, settings: EncoderSettings, display_matrix):
         info = self.info
@@ -539,10 +551,25 @@ class VideoWriter:
 
     def _mux(self, packets) -> None:
         for packet in packets:
-            self._place(packet)
-            if packet.pts is not None and self._copies:
-                self._copy_until(float(packet.pts * packet.time_base) + INTERLEAVE_AHEAD_S)
-            self._mux_one(packet)
+            if self._source_end is None:
+                self._mux_packet(packet)
+                continue
+            if self._held is not None:
+                self._mux_packet(self._held)
+            self._held = packet
+
+    def _mux_packet(self, packet, end: int | None = None) -> None:  # noqa: ANN001 - a PyAV packet
+        """Mux one encoded packet (with the copied streams' packets due before it); with
+        ``end`` (input time base), it is the last and lasts until then."""
+        self._place(packet)  # on the input's clock from here
+        if packet.pts is not None:
+            self._latest_pts = max(packet.pts, self._latest_pts if self._latest_pts is not None else packet.pts)
+            interval = 1 / (self.info.frame_rate * self.info.time_base) if self.info.frame_rate > 0 else 0
+            if end is not None and end - self._latest_pts > HELD_FRAME_INTERVALS * interval:
+                packet.duration = end - packet.pts
+        if packet.pts is not None and self._copies:
+            self._copy_until(float(packet.pts * packet.time_base) + INTERLEAVE_AHEAD_S)
+        self._mux_one(packet)
 
     def _place(self, packet) -> None:  # noqa: ANN001 - a PyAV packet
         """Move an encoded packet from frame slots to the output stream's clock, and start an
@@ -623,6 +650,9 @@ class VideoWriter:
         is closed, if it does not read back with every frame."""
         try:
             self._mux(self._encode(None))
+            if self._held is not None:
+                held, self._held = self._held, None
+                self._mux_packet(held, self._source_end())
             if self._copies:
                 self._copy_until(None)
         finally:
@@ -671,6 +701,11 @@ class VideoWriter:
                 except av.error.FFmpegError as exc:
                     log.debug("closing %s: %s", container.name, exc)
         self._source = None
+
+
+# A last frame lasting longer than this many frame intervals is a hold the output keeps;
+# shorter, the muxer's own last duration (one interval) stands, as for every other frame.
+HELD_FRAME_INTERVALS = 1.5
 
 
 # Errors of the file system, not of the data: the output can't be written, whatever goes in.

@@ -98,7 +98,7 @@ def test_undamaged_clips_pass(tmp_path):
         assert scan_keyframes(probe(clip.path)).frames == 30
 
 
-def _held_last_frame(path: Path, frames: int = 10, hold_ms: int = 3000) -> Path:
+def _held_last_frame(path: Path, frames: int = 10, hold_ms: int = 3000, gop: int = 250) -> Path:
     """An MP4 at 25 fps whose last picture stays on screen for ``hold_ms`` (a screen recording
     or slideshow): its stated duration is the hold's end, far past the last timestamp."""
     import av
@@ -108,10 +108,10 @@ def _held_last_frame(path: Path, frames: int = 10, hold_ms: int = 3000) -> Path:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         stream.codec_context.time_base = Fraction(1, 1000)
-        stream.options = {"bf": "0"}
+        stream.options = {"bf": "0", "g": str(gop)}
         packets = []
         for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20 % 256, np.uint8), format="rgb24")
             frame.pts, frame.time_base = i * 40, Fraction(1, 1000)
             packets += stream.encode(frame)
         packets += stream.encode(None)
@@ -132,4 +132,46 @@ def test_a_long_held_last_frame_is_not_damage(tmp_path, capsys, identity_model_f
     code = main(["process", "-q", str(source), "-o", str(out), "--model", identity_model_file])
     assert code == 0, capsys.readouterr().err
     assert read_timestamps(out) == pytest.approx([i * 0.04 for i in range(10)], abs=1e-3)
+    assert probe(out).stream_duration == pytest.approx(3.36, abs=0.01)  # the hold is kept
     assert scan_keyframes(probe(source)).frames == 10
+
+
+@pytest.mark.parametrize("name", ["held.deblurred.mkv", "held.deblurred.mov"])
+def test_the_hold_of_a_last_frame_survives_segments(tmp_path, capsys, identity_model_file, monkeypatch, name):
+    """Restored in segments (resumable output) and joined, the video still lasts until the
+    input's last frame ends, not one frame after its timestamp."""
+    import pipeline.process
+
+    monkeypatch.setattr(pipeline.process, "RESUME_SEGMENT_FRAMES", 8)  # 3 segments of 8 frames
+    joined = []
+
+    def stitch(results, *args, **kwargs):
+        joined.append(len(results))
+        return original(results, *args, **kwargs)
+
+    original = pipeline.process.stitch
+    monkeypatch.setattr(pipeline.process, "stitch", stitch)
+    source = _held_last_frame(tmp_path / "held.mp4", frames=24, hold_ms=2000, gop=8)
+    out = tmp_path / name
+    code = main(["process", "-q", str(source), "-o", str(out), "--model", identity_model_file])
+    assert code == 0, capsys.readouterr().err
+    assert joined == [3]
+    assert read_timestamps(out) == pytest.approx([i * 0.04 for i in range(24)], abs=1e-3)
+    assert probe(out).stream_duration == pytest.approx(0.92 + 2.0, abs=0.01)
+
+
+def test_an_ordinary_last_frame_keeps_the_stream_as_long_as_the_input(tmp_path, capsys, identity_model_file):
+    """Without a hold, the last frame lasts one interval as before: the output's video (B-frames,
+    MP4) lasts as long as the input's, and its average rate is the input's."""
+    import av
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=12, codec="libx265")  # B-frames in and out
+    out = tmp_path / "clip.deblurred.mp4"
+    assert main(["process", "-q", str(clip.path), "-o", str(out), "--model", identity_model_file]) == 0, \
+        capsys.readouterr().err
+    rates = []
+    for path in (clip.path, out):
+        with av.open(str(path)) as container:
+            rates.append(container.streams.video[0].average_rate)
+    assert rates[1] == rates[0]
+    assert probe(out).stream_duration == pytest.approx(probe(clip.path).stream_duration, abs=1e-3)
