@@ -294,16 +294,23 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
 
 def _stream_duration(stream) -> float | None:
-    """The video stream's own stated duration: MP4's track duration, or Matroska's tag."""
+    """The video stream's own stated duration: MP4's track duration, or Matroska's tag.
+
+    FFmpeg writes Matroska's DURATION tag as where the stream ends on its own clock, so a
+    stream starting at 10 s (a cut made with -copyts, -output_ts_offset) and lasting 1 s says
+    11 s: its start is taken off (files starting at 0, most of them, read the same either way).
+    """
     if stream.duration is not None and stream.time_base:
         return float(stream.duration * stream.time_base)
     tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
     if tag:
         try:
             hours, minutes, seconds = tag.split(":")
-            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+            end = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
         except ValueError:
             return None
+        start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        return end - start if end > start else None
     return None
 
 

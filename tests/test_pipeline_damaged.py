@@ -175,3 +175,28 @@ def test_an_ordinary_last_frame_keeps_the_stream_as_long_as_the_input(tmp_path, 
             rates.append(container.streams.video[0].average_rate)
     assert rates[1] == rates[0]
     assert probe(out).stream_duration == pytest.approx(probe(clip.path).stream_duration, abs=1e-3)
+
+
+def test_a_matroska_video_starting_late_is_whole(tmp_path, capsys, identity_model_file):
+    """FFmpeg states a Matroska stream's duration as where it ends (11 s for one second starting
+    at 10 s, as cuts made with -copyts are): the video is whole, not cut short."""
+    import av
+    import numpy as np
+
+    source = tmp_path / "late.mkv"
+    with av.open(str(source), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(25):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 9, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = 250 + i, Fraction(1, 25)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    with av.open(str(source)) as container:
+        assert container.streams.video[0].metadata["DURATION"].startswith("00:00:11")
+    out = tmp_path / "late.deblurred.mkv"
+    code = main(["process", "-q", str(source), "-o", str(out), "--model", identity_model_file])
+    assert code == 0, capsys.readouterr().err
+    assert read_timestamps(out) == pytest.approx([10 + i * 0.04 for i in range(25)], abs=1e-3)
