@@ -95,7 +95,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         "to the CPU), auto = cuda when a GPU is present (default: none)")
     parser.add_argument("--accept-damaged", action="store_true",
                         help="restore every frame that decodes from a damaged input (cut "
-                             "short, corrupt packets) and warn, instead of failing")
+                             "short, corrupt packets) and warn, instead of failing; decodes "
+                             "in one thread, which loses no frame at the damage")
     g.add_argument("--compile", action="store_true",
                    help="run the model through torch.compile (pays off on GPU for long videos; "
                         "the first batch takes a minute longer)")

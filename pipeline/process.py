@@ -37,7 +37,7 @@ from pipeline.segments import (
 )
 from pipeline.stages import edge_padded, run_stages
 from pipeline.stitch import check_copyable, joinable, stitch
-from pipeline.video_reader import FrameReader, VideoInfo
+from pipeline.video_reader import FrameReader, VideoInfo, warn_left_out
 from pipeline.video_writer import VideoWriter, default_output_suffix
 from unsmear.files import replaced_when_done
 
@@ -85,6 +85,12 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
                          convert_threads=convert_threads, accept_damaged=config.accept_damaged)
     output = Path(output) if output is not None else default_output_path(input_path)
     check_output(input_path, output, config.overwrite)
+    warn_left_out(reader.info)
+    from pipeline.images import is_image  # pipeline.images builds on this module
+
+    if is_image(output):
+        raise PipelineError(f"{output}: {output.suffix} holds a picture, not a video; name a video "
+                            f"file (.mp4, .mkv, .mov, ...) for the output")
     if config.compare is not None:
         check_output(input_path, Path(config.compare), config.overwrite)
         if Path(config.compare).resolve() == output.resolve():
@@ -150,10 +156,12 @@ def _run_in_segments(input_path: Path, info: VideoInfo, restorer: Restorer, part
     one pass: short, unsplittable, with --compare, or into a container segments don't join in."""
     if config.compare is not None or info.raw_stream or not joinable(output):
         return None
-    scan = scan_keyframes(info, accept_damaged=config.accept_damaged)
+    scan = scan_keyframes(info, accept_damaged=config.accept_damaged, warn=False)
     segments = plan_segments(scan, scan.frames // RESUME_SEGMENT_FRAMES, context=restorer.context)
     if len(segments) < 2:
-        return None
+        return None  # the one pass's reader checks the whole file, and warns once
+    if scan.damage is not None:
+        scan.damage.check(info.path, config.accept_damaged)
     folder = ResumeFolder(output, run_key(input_path, output, model_fingerprint(restorer.model),
                                           config, segments, restorer.device.type))
     check_copyable(info, output, output.parent)  # before the folder exists: a refusal leaves nothing

@@ -37,7 +37,7 @@ from pipeline.segments import (
     scan_keyframes,
 )
 from pipeline.stitch import check_copyable, joinable, stitch
-from pipeline.video_reader import VideoInfo, probe
+from pipeline.video_reader import VideoInfo, probe, warn_left_out
 from pipeline.video_writer import choose_codec, choose_pix_fmt
 from pipeline.worker import KILL_WORKER_ONCE_ENV
 from unsmear.errors import one_line
@@ -229,6 +229,7 @@ class Run:
         info = probe(input_path)
         overwrite = pool.config.overwrite if request.overwrite is None else request.overwrite
         check_output(input_path, output, overwrite)
+        warn_left_out(info)
         # Settings mistakes surface now, not in every segment.
         encoder = request.encoder or pool.config.encoder
         codec = choose_codec(encoder, info, output)

@@ -80,6 +80,7 @@ class KeyframeScan:
                                  # counts frames before keyframes[0], e.g. open-GOP leading B-frames)
     frames: int                  # shown video packets (those an edit list discards left out)
     splittable: bool             # False when packets lack timestamps: one segment only
+    damage: Damage | None = None  # what the scan found wrong with an input accepted as damaged
 
 
 @dataclass(frozen=True)
@@ -124,12 +125,13 @@ class SegmentResult:
     warnings: tuple[tuple[str, str], ...] = ()  # (logger, message) logged by a Ray worker
 
 
-def scan_keyframes(info: VideoInfo, *, accept_damaged: bool = False) -> KeyframeScan:
+def scan_keyframes(info: VideoInfo, *, accept_damaged: bool = False, warn: bool = True) -> KeyframeScan:
     """Read the video packets' timestamps and keyframe flags, without decoding.
 
     Raises PipelineError for a file that can't be opened, and, unless ``accept_damaged``, for
     one cut short or unreadable mid-way (the single-process reader's rule, so both paths
-    refuse the same files).
+    refuse the same files); with it, warns of the damage unless not ``warn`` (a caller that
+    may yet decode the whole file, whose reader says more, warns itself).
     """
     if info.raw_stream:
         return KeyframeScan(keyframes=(), gop_frames=(), frames=info.frame_count or 0,
@@ -169,7 +171,8 @@ def scan_keyframes(info: VideoInfo, *, accept_damaged: bool = False) -> Keyframe
     if not shown:
         raise PipelineError(f"{info.path}: contains no video frames")
     damage.note_end(float((max(shown) + last_duration - start) * info.time_base))
-    damage.check(info.path, accept_damaged)
+    if not accept_damaged or warn:
+        damage.check(info.path, accept_damaged)
     shown.sort()
     if len(set(shown)) != len(shown):
         splittable = False  # duplicate timestamps: ranges can't tell those frames apart
@@ -183,7 +186,8 @@ def scan_keyframes(info: VideoInfo, *, accept_damaged: bool = False) -> Keyframe
         upper = bisect.bisect_left(shown, ordered[i + 1]) if i + 1 < len(ordered) else len(shown)
         gop_frames.append(upper - lower)
     return KeyframeScan(keyframes=tuple(ordered), gop_frames=tuple(gop_frames),
-                        frames=len(shown), splittable=splittable)
+                        frames=len(shown), splittable=splittable,
+                        damage=damage if damage.describe() else None)
 
 
 def plan_segments(scan: KeyframeScan, count: int, *, context: int = 0) -> list[Segment]:

@@ -80,6 +80,7 @@ class VideoInfo:
     stream_duration: float | None = None  # seconds the video stream itself claims to last
     raw_stream: bool = False     # an elementary stream (.h264...): frames carry no timestamps
     copied_streams: tuple[str, ...] = field(default=())  # "audio:aac", "subtitle:subrip", ...
+    left_out_streams: tuple[str, ...] = field(default=())  # what the output will not carry
     sample_aspect_ratio: Fraction | None = None  # pixel shape as stated (32/27 for 16:9 DVD, 1), None if unset
     field_order: int = FIELD_UNKNOWN  # FFmpeg's AVFieldOrder: interlaced (TT, BB, TB, BT) or not
     profile: str | None = None   # the codec's profile, e.g. "High", "High 4:4:4 Predictive"
@@ -170,7 +171,13 @@ class Damage:
         if not accept:
             raise RunFailedError(f"{path}: the input is damaged (truncated or corrupt): {found}; "
                                  f"pass --accept-damaged to restore the frames that decode")
+        if (str(path), found) in _DAMAGE_WARNED:
+            return  # the keyframe scan and the decode of one run find the same damage
+        _DAMAGE_WARNED.add((str(path), found))
         log.warning("%s: the input is damaged: %s; restoring the frames that decode", path, found)
+
+
+_DAMAGE_WARNED: set[tuple[str, str]] = set()  # (path, what) already said in this process
 
 
 
@@ -222,6 +229,34 @@ def ffmpeg_reason(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _describe(stream) -> str:  # noqa: ANN001 - a PyAV stream
+    """'video #3 (h264)', 'attachment #4 (font.ttf)', 'video #1 (mjpeg, cover art)'."""
+    if stream.type == "attachment":
+        name = stream.metadata.get("filename") or getattr(stream, "name", None) or "a file"
+        return f"attachment #{stream.index} ({name})"
+    codec = (stream.codec_context.name if stream.codec_context else None) \
+        or getattr(stream, "codec_tag", None) or stream.metadata.get("handler_name") or "unknown"
+    cover = ", cover art" if stream.disposition & av.stream.Disposition.attached_pic else ""
+    return f"{stream.type} #{stream.index} ({codec}{cover})"
+
+
+def _rebuilt(stream, container) -> bool:  # noqa: ANN001 - PyAV stream and container
+    """A data track the output gets back another way: MOV/MP4's timecode track (rebuilt from
+    the video's timecode tag) and chapter text track (chapters are copied)."""
+    if stream.type != "data":
+        return False
+    handler = stream.metadata.get("handler_name", "")
+    return "timecode" in stream.metadata or (bool(container.chapters()) and
+                                             ("Subtitle" in handler or "Chapter" in handler))
+
+
+def warn_left_out(info: VideoInfo) -> None:
+    """Say which of the input's streams the output will not carry, once, before the work."""
+    if info.left_out_streams:
+        log.warning("%s: not copied to the output: %s (only the first video stream is restored, "
+                    "with the audio and subtitles)", info.path, ", ".join(info.left_out_streams))
+
+
 def _video_stream(container: av.container.InputContainer, path: Path):
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
@@ -265,6 +300,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             for s in container.streams
             if s.type in ("audio", "subtitle")
         )
+        left_out = tuple(_describe(s) for s in container.streams
+                         if s.type not in ("audio", "subtitle") and s.index != stream.index
+                         and not _rebuilt(s, container))
         return VideoInfo(
             path=path,
             container_format=container.format.name,
@@ -280,6 +318,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             stream_duration=_stream_duration(stream),
             raw_stream=raw,
             copied_streams=copied,
+            left_out_streams=left_out,
             sample_aspect_ratio=_sample_aspect_ratio(stream),
             # Set by the container (Matroska, QuickTime) or, while probing, by the decoder.
             field_order=ctx.field_order or FIELD_UNKNOWN,
@@ -397,9 +436,14 @@ class FrameReader:
         container = _open(info.path, self._hwaccel)
         try:
             stream = _video_stream(container, info.path)
+            # Frame threads drop the frames in flight when a packet fails, and say nothing
+            # (a cut MP4: 11 of the 13 frames that decode, no error); slice threads lose none.
             stream.thread_type = "AUTO"
-            # One thread where threads would decode other frames than a straight decode.
-            stream.codec_context.thread_count = self._threads if info.decode_threads_safe else 1
+            # One thread where threads would decode other frames than a straight decode, and
+            # for inputs accepted as damaged: frame threads drop the frames in flight when a
+            # packet fails, unsaid (a cut MP4: 11 of the 13 frames one thread decodes).
+            safe = info.decode_threads_safe and not self.accept_damaged
+            stream.codec_context.thread_count = self._threads if safe else 1
             start = 0 if info.raw_stream else (stream.start_time or 0)
             if seek_pts is not None and info.raw_stream:
                 raise PipelineError(f"{info.path}: a raw stream has no timestamps to seek by")

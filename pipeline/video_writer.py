@@ -310,7 +310,12 @@ class VideoWriter:
     def _add_video_stream(self, settings: EncoderSettings, display_matrix):
         info = self.info
         rate = info.frame_rate if info.frame_rate > 0 else Fraction(25)
-        stream = self._out.add_stream(self.codec, rate=rate)
+        try:
+            stream = self._out.add_stream(self.codec, rate=rate)
+        except ValueError as exc:  # e.g. "'gif' format does not support 'libx264' codec"
+            raise PipelineError(f"{self.output_name.name}: {self._container_name()} cannot hold "
+                                f"{self.codec} video ({exc}); choose another --codec or write "
+                                f"to .mkv") from exc
         stream.width = info.width
         stream.height = info.height
         stream.pix_fmt = self.pix_fmt

@@ -198,3 +198,13 @@ def test_subtitles_only_the_input_container_holds_point_back_to_it(tmp_path, cap
     srt.unlink()
     code, err = _run(capsys, source, "-o", tmp_path / "out.mkv", "--model", identity_model_file)
     _assert_clean_failure(code, err, tmp_path, "write to the input's own container (.mp4)", {"clip.mp4"})
+
+
+@pytest.mark.parametrize("name, expected", [("out.png", ".png holds a picture, not a video"),
+                                            ("out.gif", "gif cannot hold libx264 video"),
+                                            ("out.mp3", "mp3 cannot hold libx264 video")])
+def test_output_format_that_cannot_hold_the_video(tmp_path, capsys, identity_model_file, name, expected):
+    clip = make_clip(tmp_path / "clip.mp4", frames=6)
+    code, err = _run(capsys, clip.path, "-o", tmp_path / name, "--model", identity_model_file)
+    assert code == 2
+    _assert_clean_failure(code, err, tmp_path, expected, {"clip.mp4"})

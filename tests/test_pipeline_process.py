@@ -417,3 +417,33 @@ def test_side_data_is_read_with_either_pyav_iteration():
         assert display_matrix(frame) == (0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
         assert HdrMetadata.of_frame(frame) == HdrMetadata(
             (13250, 34500, 7500, 3000, 34000, 16000, 15635, 16450), (10000000, 1), (1000, 400))
+
+
+def test_streams_left_out_are_named_before_the_work(tmp_path, identity_model, caplog):
+    """A second video track is not restored nor copied: the run says so, and the timecode
+    (rebuilt from the video's tags) is not counted among what is lost."""
+    import av
+
+    path = tmp_path / "two.mkv"
+    with av.open(str(path), "w") as out:
+        streams = [out.add_stream("libx264", rate=25) for _ in range(2)]
+        for stream in streams:
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(5):
+            for stream in streams:
+                frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+                frame.pts = i
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+        for stream in streams:
+            for packet in stream.encode(None):
+                out.mux(packet)
+    result = process_video(path, config=QUIET, model=identity_model)
+    assert result.frames == 5
+    assert "not copied to the output: video #1 (h264)" in caplog.text
+    caplog.clear()
+    timecode = _tagged(tmp_path / "tc.mov", subtitles=False)
+    with av.open(str(timecode)) as container:
+        assert [s.type for s in container.streams] == ["video", "audio", "data", "data"]  # chapters, tmcd
+    process_video(timecode, config=QUIET, model=identity_model)
+    assert "not copied" not in caplog.text
