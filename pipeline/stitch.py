@@ -86,6 +86,8 @@ def stitch(results: list[SegmentResult], info: VideoInfo, output: Path, *,
     options = dict(c="copy", copyts=None, map_metadata=1, map_chapters=1, muxdelay=0)
     if timecode := _timecode(info.path):  # the segments' files carry none (VideoWriter)
         options["metadata:s:v:0"] = f"timecode={timecode}"
+    # The video's flags: the concat demuxer passes on none, so Matroska would lose "default".
+    options["disposition:v:0"] = _video_disposition(info.path)
     if output.suffix.lower().lstrip(".") in MOV_FAMILY:
         # As VideoWriter does: a non-zero start time is an edit list in the movie time scale,
         # exact only in the video's own.
@@ -103,6 +105,15 @@ def _timecode(path: Path) -> str | None:
                 if key.lower() == "timecode":
                     return value
     return None
+
+
+def _video_disposition(path: Path) -> str:
+    """The input video's flags as the ffmpeg command line names them ("default", "0" for none)."""
+    with av.open(str(path), metadata_errors="ignore") as container:
+        flags = container.streams.video[0].disposition
+    names = [flag.name for flag in type(flags) if flag.name and flag.value and flag in flags
+             and flag.name != "attached_pic"]
+    return "+".join(names) or "0"
 
 
 def check_copyable(info: VideoInfo, output: Path, workdir: Path) -> None:

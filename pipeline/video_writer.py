@@ -487,6 +487,8 @@ class VideoWriter:
         # timecode: MOV/MP4 muxers write it back as a timecode track, Matroska as a tag.
         keys = ("language", "title", "creation_time") + (("timecode",) if whole else ())
         self._video.metadata.update({k: v for k, v in video_meta.items() if k.lower() in keys})
+        # Its flags (default, ...), as the copied streams keep theirs: Matroska writes none unless told.
+        self._video.disposition = source.streams.video[0].disposition
         if whole and (chapters := source.chapters()):
             self._out.set_chapters(chapters)
 

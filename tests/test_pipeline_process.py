@@ -324,6 +324,7 @@ def _tagged(path, subtitles: bool):
                         "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=1875\ntitle=Two\n")
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(plain.path), "-i", str(chapters),
                     "-map", "0", "-map_chapters", "1", "-c", "copy", "-metadata:s:v:0", "timecode=01:02:03:04",
+                    "-disposition:v:0", "default",
                     *(["-disposition:s:0", "forced"] if subtitles else []), str(path)], check=True)
     return path
 
@@ -349,7 +350,7 @@ def test_chapters_timecode_and_stream_flags_kept(tmp_path, identity_model, monke
                              for k, v in tags.items() if k.lower() == "timecode"), None)
             return ([(c["metadata"].get("title"), round(float(c["start"] * c["time_base"]), 3))
                      for c in container.chapters()], timecode,
-                    [(s.type, s.disposition) for s in container.streams if s.type in ("audio", "subtitle")])
+                    [(s.type, s.disposition) for s in container.streams if s.type in ("video", "audio", "subtitle")])
 
     expected = tags(clip)
     assert expected[0] == [("One", 0.0), ("Two", 1.0)] and expected[1] == "01:02:03:04"
