@@ -33,7 +33,7 @@ from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_re
 from pipeline.config import EncoderSettings
 from pipeline.errors import PipelineError, RunFailedError
 from pipeline.ffmpeg_cli import QUIET_ARGS, run_ffmpeg
-from pipeline.video_reader import FIELD_BB, FIELD_TT, VideoInfo
+from pipeline.video_reader import FIELD_BB, FIELD_PROGRESSIVE, FIELD_TT, VideoInfo
 from unsmear.files import partial_path
 
 # SVT-AV1 prints its banner, configuration and warnings to stderr at every encoder start, past
@@ -339,6 +339,8 @@ class VideoWriter:
             # The muxer's field order (Matroska's FieldOrder, QuickTime's fiel): ours codes the
             # field shown first first.
             stream.codec_context.field_order = FIELD_TT if info.top_field_first else FIELD_BB
+        elif info.field_order == FIELD_PROGRESSIVE:
+            stream.codec_context.field_order = FIELD_PROGRESSIVE  # stated as the input states it
         if info.sample_aspect_ratio is not None:
             # Non-square pixels (DVD, HDV, anamorphic): the picture's shape depends on it;
             # square ones stated as such stay stated (players differ on an unset one).

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline import EncoderSettings, ProcessConfig, process_video
-from pipeline.video_reader import FIELD_BB, FIELD_TT, FrameReader, probe
+from pipeline.video_reader import FIELD_BB, FIELD_PROGRESSIVE, FIELD_TT, FrameReader, probe
 from tests.media import make_clip, shown_field_orders
 
 QUIET = ProcessConfig(progress=False, encoder=EncoderSettings(preset="ultrafast"))
@@ -41,3 +41,24 @@ def test_progressive_stays_progressive(tmp_path, identity_model):
     out = process_video(clip.path, config=QUIET, model=identity_model).output
     assert not probe(out).interlaced
     assert shown_field_orders(out) == ["P"] * 4
+
+
+def test_progressive_stated_stays_stated(tmp_path, identity_model):
+    """A stream stating "progressive" keeps saying so, whatever encoder writes it (x265 states
+    nothing of its own)."""
+    import dataclasses
+    import subprocess
+
+    import av
+    import imageio_ffmpeg
+
+    clip = make_clip(tmp_path / "plain.mp4", frames=4, codec="libx265")
+    stated = tmp_path / "progressive.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(clip.path), "-c", "copy",
+                    "-field_order", "progressive", str(stated)], check=True)
+    assert probe(stated).field_order == FIELD_PROGRESSIVE
+    config = dataclasses.replace(QUIET, encoder=EncoderSettings(codec="libx265", preset="ultrafast"))
+    out = process_video(stated, config=config, model=identity_model).output
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == "hevc"
+    assert probe(out).field_order == FIELD_PROGRESSIVE
