@@ -12,7 +12,9 @@ import threading
 from dataclasses import dataclass, replace
 
 import av
-from av.video.reformatter import VideoReformatter
+import cv2
+import numpy as np
+from av.video.reformatter import Interpolation, VideoReformatter
 
 from unsmear.media import frame_side_data
 
@@ -61,6 +63,59 @@ RANGE_FULL = 2
 SWS_THREADS = 1
 
 _local = threading.local()
+
+# (Kr, Kb) of each swscale matrix: R'G'B' from Y'CbCr (ITU-R BT.601, BT.709, BT.2020, SMPTE 240M, FCC).
+_LUMA_WEIGHTS = {_SWS_BT709: (0.2126, 0.0722), _SWS_BT601: (0.299, 0.114), _SWS_BT2020: (0.2627, 0.0593),
+                 _SWS_SMPTE240M: (0.212, 0.087), _SWS_FCC: (0.30, 0.11)}
+
+
+def yuv_to_rgb(frame: av.VideoFrame, sws_matrix: int, sws_range: int, rgb_format: str) -> np.ndarray | None:
+    """A planar Y'CbCr frame (4:2:0, 4:2:2, 4:4:4..., 8 to 16 bits) as RGB (H, W, 3), uint8 for
+    rgb24, uint16 for rgb48le; None for other layouts (swscale converts those).
+
+    swscale's own YUV -> RGB truncates: its RGB came out up to a level dark (mean -0.49 of 255
+    for 8- and 10-bit video, docs/benchmarks.md), so every output was a little darker than its
+    input. Here each chroma sample is repeated to full size (as swscale's RGB path does:
+    bilinear chroma lost 3 dB on sharp coloured edges; swscale's own nearest scaler shifts it
+    by a pixel) and OpenCV applies the matrix, rounded.
+    """
+    fmt = frame.format
+    components = fmt.components
+    if (not fmt.is_planar or fmt.is_rgb or fmt.is_big_endian or len(components) != 3
+            or [c.plane for c in components] != [0, 1, 2] or sws_matrix not in _LUMA_WEIGHTS
+            or not 8 <= components[0].bits <= 16):
+        return None
+    bits = components[0].bits
+    dtype = np.dtype(np.uint8) if bits == 8 else np.dtype("<u2")
+    height, width = frame.height, frame.width
+    planes = []
+    for plane in frame.planes:
+        samples = np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // dtype.itemsize)
+        samples = samples[:, :plane.width]
+        if samples.shape != (height, width):  # subsampled chroma: each sample repeated
+            fy, fx = -(-height // plane.height), -(-width // plane.width)
+            samples = cv2.resize(samples, (plane.width * fx, plane.height * fy),
+                                 interpolation=cv2.INTER_NEAREST)[:height, :width]
+        planes.append(np.ascontiguousarray(samples))
+    kr, kb = _LUMA_WEIGHTS[sws_matrix]
+    kg = 1.0 - kr - kb
+    if sws_range == RANGE_FULL:
+        y0, y_span, c_span = 0.0, float((1 << bits) - 1), float((1 << bits) - 1)
+    else:
+        y0, y_span, c_span = float(16 << (bits - 8)), float(219 << (bits - 8)), float(224 << (bits - 8))
+    c0 = float(1 << (bits - 1))
+    peak = 255.0 if rgb_format == "rgb24" else 65535.0
+    matrix = np.array([[1.0, 0.0, 2 * (1 - kr)],
+                       [1.0, -2 * (1 - kb) * kb / kg, -2 * (1 - kr) * kr / kg],
+                       [1.0, 2 * (1 - kb), 0.0]]) * np.array([peak / y_span, peak / c_span, peak / c_span])
+    offset = -(matrix[:, 0] * y0 + (matrix[:, 1] + matrix[:, 2]) * c0)
+    image = cv2.merge(planes)
+    if (image.dtype == np.uint8) != (rgb_format == "rgb24"):
+        image = image.astype(np.float32)
+    rgb = cv2.transform(image, np.hstack([matrix, offset[:, None]]))  # rounded, clipped to the type
+    if rgb.dtype == np.float32:
+        return np.clip(np.rint(rgb), 0.0, peak).astype(np.uint8 if rgb_format == "rgb24" else np.uint16)
+    return rgb
 
 
 def thread_reformatter() -> VideoReformatter:

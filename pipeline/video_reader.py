@@ -26,7 +26,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_reformatter
+from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_reformatter, yuv_to_rgb
 from pipeline.config import HWDEC_CHOICES
 from pipeline.errors import PipelineError, RunFailedError
 from pipeline.ordered import ordered_map
@@ -561,6 +561,9 @@ class FrameReader:
         if frame.width != info.width or frame.height != info.height:
             # An encoder cannot change size mid-stream; keep every frame at the first size.
             size = {"width": info.width, "height": info.height}
+        elif (rgb := yuv_to_rgb(frame, self.colour.sws_matrix(info.height), self.colour.sws_range,
+                                rgb_format)) is not None:
+            return rgb
         rgb = thread_reformatter().reformat(
             frame,
             format=rgb_format,

@@ -61,3 +61,46 @@ def test_strength_outside_0_to_1_is_refused(capsys):
     assert "must be between 0 and 1" in capsys.readouterr().err
     with pytest.raises(PipelineError, match="between 0 and 1"):
         Restorer(_model(), device=CPU, strength=-0.1)
+
+
+def _yuv_clip(path, grey: bool) -> list[np.ndarray]:
+    """Four 4:2:0 frames (lossless FFV1 in MKV) of the synthetic scene, or of its grey levels;
+    returns their YUV planes as written."""
+    import av
+
+    planes = []
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(4):
+            rgb = frame_rgb(i, 64, 48)
+            if grey:
+                rgb = np.repeat(rgb.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            planes.append(frame.to_ndarray())
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return planes
+
+
+@pytest.mark.parametrize("grey", [True, False])
+def test_strength_0_gives_a_yuv_video_back(tmp_path, identity_model_file, grey):
+    """YUV -> RGB -> YUV shifts no level (swscale's conversion once made every video ~0.5 level
+    darker): grey comes back exactly, colour within chroma subsampling's rounding."""
+    import av
+
+    source = tmp_path / "in.mkv"
+    planes = _yuv_clip(source, grey)
+    out = tmp_path / "out.mkv"
+    assert cli.main(["process", "-q", str(source), "-o", str(out), "--model", identity_model_file,
+                     "--strength", "0", "--codec", "ffv1"]) == 0
+    with av.open(str(out)) as container:
+        back = [frame.to_ndarray() for frame in container.decode(video=0)]
+    assert len(back) == len(planes)
+    diff = np.stack(back).astype(int) - np.stack(planes)
+    luma, chroma = diff[:, :48], diff[:, 48:]
+    assert abs(luma.mean()) < 0.05 and abs(chroma.mean()) < 0.05
+    assert (luma != 0).mean() < (0.001 if grey else 0.05)
