@@ -172,7 +172,7 @@ class Damage:
             raise RunFailedError(f"{path}: the input is damaged (truncated or corrupt): {found}; "
                                  f"pass --accept-damaged to restore the frames that decode")
         if (str(path), found) in _DAMAGE_WARNED:
-            return  # the keyframe scan and the decode of one run find the same damage
+            return  # a segmented run's keyframe scan and straight-decode check find the same
         _DAMAGE_WARNED.add((str(path), found))
         log.warning("%s: the input is damaged: %s; restoring the frames that decode", path, found)
 
@@ -436,8 +436,6 @@ class FrameReader:
         container = _open(info.path, self._hwaccel)
         try:
             stream = _video_stream(container, info.path)
-            # Frame threads drop the frames in flight when a packet fails, and say nothing
-            # (a cut MP4: 11 of the 13 frames that decode, no error); slice threads lose none.
             stream.thread_type = "AUTO"
             # One thread where threads would decode other frames than a straight decode, and
             # for inputs accepted as damaged: frame threads drop the frames in flight when a

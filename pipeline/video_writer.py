@@ -573,8 +573,8 @@ class VideoWriter:
         self._place(packet)  # on the input's clock from here
         if packet.pts is not None:
             self._latest_pts = max(packet.pts, self._latest_pts if self._latest_pts is not None else packet.pts)
-            interval = 1 / (self.info.frame_rate * self.info.time_base) if self.info.frame_rate > 0 else 0
-            if end is not None and end - self._latest_pts > HELD_FRAME_INTERVALS * interval:
+            if end is not None and self.info.frame_rate > 0 and end - self._latest_pts > \
+                    HELD_FRAME_INTERVALS / (self.info.frame_rate * self.info.time_base):
                 packet.duration = end - packet.pts
         if packet.pts is not None and self._copies:
             self._copy_until(float(packet.pts * packet.time_base) + INTERLEAVE_AHEAD_S)

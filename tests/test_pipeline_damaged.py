@@ -231,3 +231,4 @@ def test_accepted_damage_loses_no_frame_that_decodes(tmp_path, capsys, identity_
     code = main(["process", "-q", str(cut), "-o", str(out), "--model", identity_model_file, "--accept-damaged"])
     assert code == 0, capsys.readouterr().err
     assert len(read_timestamps(out)) == _single_thread_frames(cut)
+
