@@ -69,9 +69,48 @@ _LUMA_WEIGHTS = {_SWS_BT709: (0.2126, 0.0722), _SWS_BT601: (0.299, 0.114), _SWS_
                  _SWS_SMPTE240M: (0.212, 0.087), _SWS_FCC: (0.30, 0.11)}
 
 
+def _planar_yuv_bits(fmt: av.VideoFormat, sws_matrix: int) -> int | None:
+    """Bits per sample of a little-endian planar Y'CbCr layout (Y, Cb, Cr in planes 0, 1, 2)
+    of 8 to 16 bits with a matrix we know, or None (swscale converts other layouts)."""
+    components = fmt.components
+    if (not fmt.is_planar or fmt.is_rgb or fmt.is_big_endian or len(components) != 3
+            or [c.plane for c in components] != [0, 1, 2] or sws_matrix not in _LUMA_WEIGHTS
+            or not 8 <= components[0].bits <= 16):
+        return None
+    return components[0].bits
+
+
+def _gray_bits(fmt: av.VideoFormat) -> int | None:
+    """Bits per sample of a little-endian grey layout of 9 to 16 bits, or None. swscale reads
+    and writes grey as full range whatever its tag (8-bit grey it copies, exactly; deeper grey
+    it shifts, and writes back biased: +1.6 codes per pass at 10 bits, +7.8 at 12)."""
+    components = fmt.components
+    if (len(components) != 1 or fmt.is_rgb or fmt.is_big_endian or not fmt.name.startswith("gray")
+            or not 9 <= components[0].bits <= 16):
+        return None
+    return components[0].bits
+
+
+def _yuv_from_rgb(sws_matrix: int, sws_range: int, bits: int, peak: float) -> np.ndarray:
+    """(3, 4) affine map from R'G'B' in [0, peak] to Y'CbCr code values of ``bits`` bits."""
+    kr, kb = _LUMA_WEIGHTS[sws_matrix]
+    kg = 1.0 - kr - kb
+    if sws_range == RANGE_FULL:
+        y0, y_span, c_span = 0.0, float((1 << bits) - 1), float((1 << bits) - 1)
+    else:
+        y0, y_span, c_span = float(16 << (bits - 8)), float(219 << (bits - 8)), float(224 << (bits - 8))
+    c0 = float(1 << (bits - 1))
+    luma = np.array([kr, kg, kb])
+    matrix = np.stack([luma * y_span,
+                       (np.array([0.0, 0.0, 1.0]) - luma) / (2 * (1 - kb)) * c_span,
+                       (np.array([1.0, 0.0, 0.0]) - luma) / (2 * (1 - kr)) * c_span]) / peak
+    return np.hstack([matrix, np.array([[y0], [c0], [c0]])])
+
+
 def yuv_to_rgb(frame: av.VideoFrame, sws_matrix: int, sws_range: int, rgb_format: str) -> np.ndarray | None:
-    """A planar Y'CbCr frame (4:2:0, 4:2:2, 4:4:4..., 8 to 16 bits) as RGB (H, W, 3), uint8 for
-    rgb24, uint16 for rgb48le; None for other layouts (swscale converts those).
+    """A planar Y'CbCr frame (4:2:0, 4:2:2, 4:4:4..., 8 to 16 bits) or a grey one of 9 to 16
+    bits as RGB (H, W, 3), uint8 for rgb24, uint16 for rgb48le; None for other layouts
+    (swscale converts those).
 
     swscale's own YUV -> RGB truncates: its RGB came out up to a level dark (mean -0.49 of 255
     for 8- and 10-bit video, docs/benchmarks.md), so every output was a little darker than its
@@ -79,13 +118,15 @@ def yuv_to_rgb(frame: av.VideoFrame, sws_matrix: int, sws_range: int, rgb_format
     bilinear chroma lost 3 dB on sharp coloured edges; swscale's own nearest scaler shifts it
     by a pixel) and OpenCV applies the matrix, rounded.
     """
-    fmt = frame.format
-    components = fmt.components
-    if (not fmt.is_planar or fmt.is_rgb or fmt.is_big_endian or len(components) != 3
-            or [c.plane for c in components] != [0, 1, 2] or sws_matrix not in _LUMA_WEIGHTS
-            or not 8 <= components[0].bits <= 16):
+    peak = 255.0 if rgb_format == "rgb24" else 65535.0
+    if (bits := _gray_bits(frame.format)) is not None:
+        plane = frame.planes[0]
+        grey = np.frombuffer(plane, "<u2").reshape(plane.height, plane.line_size // 2)[:, :plane.width]
+        grey = np.rint(grey * np.float32(peak / ((1 << bits) - 1)))
+        return cv2.merge([grey.astype(np.uint8 if rgb_format == "rgb24" else np.uint16)] * 3)
+    bits = _planar_yuv_bits(frame.format, sws_matrix)
+    if bits is None:
         return None
-    bits = components[0].bits
     dtype = np.dtype(np.uint8) if bits == 8 else np.dtype("<u2")
     height, width = frame.height, frame.width
     planes = []
@@ -97,25 +138,61 @@ def yuv_to_rgb(frame: av.VideoFrame, sws_matrix: int, sws_range: int, rgb_format
             samples = cv2.resize(samples, (plane.width * fx, plane.height * fy),
                                  interpolation=cv2.INTER_NEAREST)[:height, :width]
         planes.append(np.ascontiguousarray(samples))
-    kr, kb = _LUMA_WEIGHTS[sws_matrix]
-    kg = 1.0 - kr - kb
-    if sws_range == RANGE_FULL:
-        y0, y_span, c_span = 0.0, float((1 << bits) - 1), float((1 << bits) - 1)
-    else:
-        y0, y_span, c_span = float(16 << (bits - 8)), float(219 << (bits - 8)), float(224 << (bits - 8))
-    c0 = float(1 << (bits - 1))
-    peak = 255.0 if rgb_format == "rgb24" else 65535.0
-    matrix = np.array([[1.0, 0.0, 2 * (1 - kr)],
-                       [1.0, -2 * (1 - kb) * kb / kg, -2 * (1 - kr) * kr / kg],
-                       [1.0, 2 * (1 - kb), 0.0]]) * np.array([peak / y_span, peak / c_span, peak / c_span])
-    offset = -(matrix[:, 0] * y0 + (matrix[:, 1] + matrix[:, 2]) * c0)
+    forward = _yuv_from_rgb(sws_matrix, sws_range, bits, peak)
+    matrix = np.linalg.inv(forward[:, :3])
     image = cv2.merge(planes)
     if (image.dtype == np.uint8) != (rgb_format == "rgb24"):
         image = image.astype(np.float32)
-    rgb = cv2.transform(image, np.hstack([matrix, offset[:, None]]))  # rounded, clipped to the type
+    rgb = cv2.transform(image, np.hstack([matrix, -matrix @ forward[:, 3:]]))  # rounded, clipped to the type
     if rgb.dtype == np.float32:
         return np.clip(np.rint(rgb), 0.0, peak).astype(np.uint8 if rgb_format == "rgb24" else np.uint16)
     return rgb
+
+
+def rgb48_to_yuv(rgb: np.ndarray, pix_fmt: str, sws_matrix: int, sws_range: int) -> av.VideoFrame | None:
+    """16-bit RGB (H, W, 3) as a frame of the planar Y'CbCr ``pix_fmt`` (8 to 16 bits) or grey
+    one (9 to 16 bits), or None for other layouts (swscale converts those).
+
+    swscale's RGB48 -> Y'CbCr is biased: a 10-bit frame came out up to 4 code values bright
+    (mean +1.7 on Y, white at 943 > 940), and each pass through the tool added it again
+    (docs/benchmarks.md); its 8-bit RGB input is exact and keeps swscale. Here OpenCV applies
+    the matrix and the subsampled chroma is the mean of the pixels it covers (the
+    reader repeats each chroma sample back: a flat area comes back as it was), all in 16-bit
+    integers (14.6 ms per 1080p 10-bit frame on one busy core, swscale 8.2 ms).
+    """
+    fmt = av.VideoFormat(pix_fmt)
+    bits = _planar_yuv_bits(fmt, sws_matrix)
+    gray = _gray_bits(fmt)
+    if bits is None and gray is None:
+        return None
+    height, width = rgb.shape[:2]
+    rgb = np.ascontiguousarray(rgb)
+    if gray is not None:  # full range, as swscale reads it (_gray_bits)
+        kr, kb = _LUMA_WEIGHTS.get(sws_matrix, _LUMA_WEIGHTS[_SWS_BT709])
+        bits, to_yuv = gray, np.array([[kr, 1.0 - kr - kb, kb, 0.0]]) * (((1 << gray) - 1) / 65535.0)
+    else:
+        to_yuv = _yuv_from_rgb(sws_matrix, sws_range, bits, 65535.0)
+    frame = av.VideoFrame(width, height, pix_fmt)
+    dtype = np.dtype(np.uint8) if bits == 8 else np.dtype("<u2")
+    chroma = None
+    for index, plane in enumerate(frame.planes):
+        if index == 0:  # OpenCV rounds and saturates to the type
+            samples = cv2.transform(rgb, to_yuv[:1])
+        else:
+            if chroma is None:
+                # The matrix is affine: the mean of a block's chroma is the chroma of its mean RGB.
+                block = rgb
+                if (plane.height, plane.width) != (height, width):
+                    fy, fx = -(-height // plane.height), -(-width // plane.width)
+                    block = cv2.copyMakeBorder(rgb, 0, plane.height * fy - height, 0, plane.width * fx - width,
+                                               cv2.BORDER_REPLICATE)
+                    block = cv2.resize(block, (plane.width, plane.height), interpolation=cv2.INTER_AREA)
+                chroma = cv2.transform(block, to_yuv[1:])
+            samples = chroma[..., index - 1]
+        codes = np.zeros((plane.height, plane.line_size // dtype.itemsize), dtype)
+        codes[:, :plane.width] = np.minimum(samples, (1 << bits) - 1)
+        plane.update(codes)
+    return frame
 
 
 def thread_reformatter() -> VideoReformatter:

@@ -29,7 +29,7 @@ import av.filter
 import ffmpeg
 import numpy as np
 
-from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, thread_reformatter
+from pipeline.colour import RANGE_FULL, SWS_THREADS, ColourProperties, rgb48_to_yuv, thread_reformatter
 from pipeline.config import EncoderSettings
 from pipeline.errors import PipelineError, RunFailedError
 from pipeline.ffmpeg_cli import QUIET_ARGS, run_ffmpeg
@@ -505,17 +505,22 @@ class VideoWriter:
         and swscale runs without the GIL); pass the results to ``write_frame`` in
         presentation order.
         """
-        # from_numpy_buffer wraps the array; from_ndarray would copy it first.
-        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(rgb), format=self._rgb_format)
-        frame = thread_reformatter().reformat(
-            frame,
-            format=self.pix_fmt,
-            src_colorspace=self.colour.sws_matrix(self.info.height),
-            dst_colorspace=self.colour.sws_matrix(self.info.height),
-            src_color_range=RANGE_FULL,
-            dst_color_range=self.colour.sws_range,
-            threads=SWS_THREADS,
-        )
+        matrix = self.colour.sws_matrix(self.info.height)
+        frame = None
+        if rgb.dtype == np.uint16:  # swscale's 16-bit RGB input is biased (pipeline.colour)
+            frame = rgb48_to_yuv(rgb, self.pix_fmt, matrix, self.colour.sws_range)
+        if frame is None:
+            # from_numpy_buffer wraps the array; from_ndarray would copy it first.
+            frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(rgb), format=self._rgb_format)
+            frame = thread_reformatter().reformat(
+                frame,
+                format=self.pix_fmt,
+                src_colorspace=matrix,
+                dst_colorspace=matrix,
+                src_color_range=RANGE_FULL,
+                dst_color_range=self.colour.sws_range,
+                threads=SWS_THREADS,
+            )
         self.colour.tag(frame)
         return frame
 
