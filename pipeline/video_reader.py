@@ -135,7 +135,37 @@ class Damage:
     stated_seconds: float | None = None  # the duration the header states
     ends_at: float | None = None         # where the decoded frames end, when well before it
     last_pts: int | None = None          # of the last packet read, to say where errors are
-    packets_end: int | None = None       # the latest pts + duration of a packet read (ticks)
+    # Where the packets say the stream ends (ticks), from the packets read: see packets_end.
+    _max_pts: int | None = None
+    _max_dts: int | None = None
+    _dts_end: int | None = None   # the latest dts + duration
+    _pts_end: int | None = None   # the latest pts + duration (packets without a dts)
+
+    def note_packet(self, pts: int | None, dts: int | None, duration: int) -> None:
+        """Note a packet's timing for :attr:`packets_end`."""
+        if pts is None or not duration:
+            return
+        self._max_pts = pts if self._max_pts is None else max(self._max_pts, pts)
+        if dts is None:
+            self._pts_end = max(self._pts_end or 0, pts + duration)
+            return
+        self._max_dts = dts if self._max_dts is None else max(self._max_dts, dts)
+        self._dts_end = max(self._dts_end or 0, dts + duration)
+
+    @property
+    def packets_end(self) -> int | None:
+        """Where the last frame shown stops showing, in presentation time (ticks), or None.
+
+        A packet's duration is the gap to the next packet's *decode* time (MP4's sample
+        durations): with B-frames, pts + duration of a reordered packet lands anywhere (a
+        gap in a variable-rate stream, put on a frame shown late, stretched the last frame).
+        The decode order's end, moved by the stream's reorder delay (latest pts - latest
+        dts), is where presentation ends: a held last frame keeps its hold, B-frames or not.
+        """
+        ends = [end for end in (self._pts_end,) if end is not None]
+        if self._dts_end is not None:
+            ends.append(self._dts_end + max(0, self._max_pts - self._max_dts))
+        return max(ends) if ends else None
 
     def describe(self) -> str | None:
         """One line of numbers, or None for an undamaged input."""
@@ -524,8 +554,7 @@ class FrameReader:
             if packet is not None and (packet.size or packet.dts is not None):
                 damage.packets += 1
                 damage.last_pts = packet.pts if packet.pts is not None else damage.last_pts
-                if packet.pts is not None and packet.duration:
-                    damage.packets_end = max(damage.packets_end or 0, packet.pts + packet.duration)
+                damage.note_packet(packet.pts, packet.dts, packet.duration)
             try:
                 frames = stream.decode(packet)
             except av.error.FFmpegError:
