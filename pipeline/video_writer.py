@@ -19,7 +19,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -65,6 +65,10 @@ OGG_EXTENSIONS = {".ogv", ".ogg"}
 RAW_STREAM_EXTENSIONS = {".h264", ".264", ".h265", ".265", ".hevc", ".m4v", ".vvc", ".266", ".ivf", ".obu"}
 MOV_FAMILY = {"mp4", "mov", "m4v", "3gp", "3g2", "ismv"}
 MATROSKA_FAMILY = {"mkv", "webm", "matroska"}
+# Muxers that store a display matrix (rotation, mirroring): the ISO media family and Matroska
+# (checked by writing each extension of unsmear.media.VIDEO_EXTENSIONS, 2026-12-08).
+DISPLAY_MATRIX_MUXERS = {"mp4", "mov", "3gp", "3g2", "ipod", "ismv", "matroska", "webm"}
+_ROTATION_WARNED: set[str] = set()  # outputs already warned about in this process (segments)
 # Metadata keys that describe the old file's muxer/encoder rather than its content.
 _STALE_METADATA = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration"}
 # Containers that hold one video frame per slot of a fixed duration and no start time.
@@ -352,7 +356,21 @@ class VideoWriter:
         stream.options = options
         if display_matrix is not None:
             stream.set_display_matrix(list(display_matrix))
+            self._warn_rotation_lost(display_matrix)
         return stream
+
+    def _warn_rotation_lost(self, display_matrix: tuple[int, ...]) -> None:
+        """Say, once per output, that its container drops the picture's rotation or mirroring
+        (a portrait phone clip written to MPEG-TS, AVI or FLV plays sideways)."""
+        muxer = self._out.format.name
+        turned = tuple(display_matrix[:2]) + tuple(display_matrix[3:5]) != (1 << 16, 0, 0, 1 << 16)
+        key = str(self.output_name)
+        if not turned or muxer in DISPLAY_MATRIX_MUXERS or key in _ROTATION_WARNED:
+            return
+        _ROTATION_WARNED.add(key)
+        log.warning("%s: %s can't store the input's display rotation (%s); the video will play "
+                    "as stored, not turned; write .mp4, .mov or .mkv to keep it", self.output_name,
+                    self._out.format.long_name or muxer, _describe_matrix(display_matrix))
 
     def _container_name(self) -> str:
         return self._out.format.name
@@ -776,3 +794,13 @@ def _write_failure(path: Path) -> str:
     if free < NEARLY_FULL_BYTES:
         return f"the disk is full: {free // 1024} KiB free in {folder}"
     return "a write error: disk full, quota exceeded or an I/O error"
+
+
+def _describe_matrix(display_matrix: Sequence[int]) -> str:
+    """'rotation -90 degrees', 'mirrored', ... for a warning: the angle as ffprobe states it
+    (FFmpeg's av_display_rotation_get, counter-clockwise)."""
+    degrees = -round(math.degrees(math.atan2(display_matrix[1], display_matrix[0])))
+    degrees = degrees - 360 if degrees > 180 else degrees
+    mirrored = display_matrix[0] * display_matrix[4] - display_matrix[1] * display_matrix[3] < 0
+    parts = [f"rotation {degrees} degrees"] if degrees else []
+    return " and ".join(parts + (["mirrored"] if mirrored else [])) or "a transform"

@@ -55,6 +55,22 @@ def test_rotation_and_colour_tags_kept(tmp_path, identity_model):
     assert (dst.colour.primaries, dst.colour.matrix, dst.colour.range) == (1, 1, 1)
 
 
+@pytest.mark.parametrize("suffix, kept", [(".mkv", True), (".mov", True), (".ts", False), (".avi", False)])
+def test_a_container_that_drops_the_rotation_says_so(tmp_path, identity_model, caplog, suffix, kept):
+    """A portrait phone clip written where no display matrix fits plays sideways: a warning
+    names the rotation and the containers that keep it."""
+    clip = make_clip(tmp_path / "phone.mp4", frames=4, rotation=90)
+    with caplog.at_level("WARNING"):
+        out = process_video(clip.path, tmp_path / f"out{suffix}", config=QUIET, model=identity_model).output
+    dst = FrameReader(out)
+    next(dst.frames())
+    warned = [r.getMessage() for r in caplog.records if "display rotation" in r.getMessage()]
+    assert (dst.display_matrix is not None) == kept
+    assert len(warned) == (0 if kept else 1)
+    if not kept:
+        assert "rotation 90 degrees" in warned[0] and ".mp4, .mov or .mkv" in warned[0]
+
+
 def test_full_range_and_bt709_colours_round_trip_without_shift(tmp_path, identity_model):
     tags = {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range": 2}
     clip = make_clip(tmp_path / "full.mkv", pix_fmt="yuv444p", colour=tags,
