@@ -35,6 +35,7 @@ from pipeline.process import ProcessResult
 from pipeline.restorer import make_restorer
 from pipeline.stages import edge_padded, padded_windows
 from unsmear.files import partial_path, replace
+from unsmear.media import is_video_name
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +236,10 @@ def process_images(input_path: str | os.PathLike, output: str | os.PathLike | No
     if folder and output.suffix.lower() in IMAGE_SUFFIXES:
         raise PipelineError(f"{output}: a folder of frames is written to a folder, not to one "
                             f"image (give a folder name)")
+    if folder and is_video_name(output):
+        raise PipelineError(f"{output}: a folder of frames is written to a folder of frames of "
+                            f"the same names, not to a video (give a folder name; frames have no "
+                            f"frame rate to encode them at)")
     if not folder:
         check_image_output(output)
     check_output(input_path, output, config.overwrite, allow_folder=folder)

@@ -144,6 +144,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys, identity_model_file):
     ("no number", "needs a number"),
     ("empty folder", "no numbered image frames"),
     ("corrupt", "cannot read it as an image"),
+    ("folder to a video", "not to a video"),
 ])
 def test_bad_requests_fail_cleanly(tmp_path, capsys, identity_model_file, case, expected):
     source = tmp_path / "in"
@@ -167,6 +168,8 @@ def test_bad_requests_fail_cleanly(tmp_path, capsys, identity_model_file, case, 
         elif case == "empty folder":
             for p in source.glob("*.png"):
                 p.unlink()
+        elif case == "folder to a video":  # it used to make a folder named shot.mp4
+            output = tmp_path / "shot.mp4"
     before = sorted(p.name for p in tmp_path.iterdir())
     code, _, err = _process(capsys, source, "-o", output, "--model", identity_model_file)
     assert code == 2
