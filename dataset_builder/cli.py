@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "  python -m dataset_builder sheet pairs/ --compare pairs_interp4/")
     s.add_argument("out", type=Path, metavar="OUT", help="a folder made by build")
     s.add_argument("-o", "--output", type=Path, default=None, metavar="PNG",
-                   help="where to write the sheet (default: OUT/contact_sheet.png)")
+                   help="where to write the sheet, a .png (default: OUT/contact_sheet.png)")
+    s.add_argument("--overwrite", action="store_true", help="replace the sheet if it exists")
     s.add_argument("--pairs", type=int, default=8, metavar="N", help="rows (default: %(default)s)")
     s.add_argument("--tile-height", type=int, default=180, metavar="PX",
                    help="height of each image (default: %(default)s)")
@@ -278,6 +279,12 @@ def _sheet(args: argparse.Namespace) -> int:
     if args.pairs < 1 or args.tile_height < 16:
         raise BuildError("--pairs must be >= 1 and --tile-height >= 16")
     output = args.output or args.out / "contact_sheet.png"
+    if output.suffix.lower() != ".png":
+        raise BuildError(f"{output}: the sheet is written as a PNG; name it .png")
+    if output.is_dir():
+        raise BuildError(f"{output}: is a folder; name the sheet's .png file")
+    if output.exists() and not args.overwrite:
+        raise BuildError(f"{output}: already exists (pass --overwrite to replace it)")
     path = make_contact_sheet(args.out, output, pairs=args.pairs, tile_height=args.tile_height,
                               split=args.split, crops=not args.no_crops,
                               compare=args.compare)

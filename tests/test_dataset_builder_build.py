@@ -271,6 +271,18 @@ def test_cli_build_and_sheet_end_to_end(tmp_path, capsys):
                  "--tile-height", "32", "-o", str(tmp_path / "compare.png")]) == 0
     compared = read_image(tmp_path / "compare.png")
     assert compared.shape[1] == sheet.shape[1] + 32 + 4  # one more crop per row
+    # An existing file is the user's until --overwrite; the sheet is a PNG, named so.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for target, expected in ((notes, "name it .png"), (tmp_path / "compare.png", "already exists"),
+                             (tmp_path / "sheet.jpg", "name it .png")):
+        assert main(["sheet", str(out), "-o", str(target), "-q"]) == 2
+        assert expected in capsys.readouterr().err
+    assert notes.read_text() == "mine" and not (tmp_path / "sheet.jpg").exists()
+    assert read_image(tmp_path / "compare.png").shape == compared.shape
+    assert main(["sheet", str(out), "-o", str(tmp_path / "compare.png"), "--overwrite", "-q",
+                 "--pairs", "3", "--tile-height", "32"]) == 0
+    assert read_image(tmp_path / "compare.png").shape == sheet.shape
     assert main(["build", str(footage), str(footage / "pairs"), "--no-progress"]) == 2
     assert "inside SOURCE" in capsys.readouterr().err
 
