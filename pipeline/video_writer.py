@@ -144,6 +144,11 @@ def choose_pix_fmt(codec: str, settings: EncoderSettings, info: VideoInfo) -> st
         if supported and settings.pix_fmt not in supported:
             raise PipelineError(f"encoder {codec} does not support pixel format "
                                 f"{settings.pix_fmt!r} (it supports {', '.join(supported)})")
+        if codec in _EVEN_SIZE_ENCODERS and _odd_for(settings.pix_fmt, info.width, info.height):
+            raise PipelineError(f"{codec} needs an even width{' and height' if '420' in settings.pix_fmt else ''} "
+                                f"for --pix-fmt {settings.pix_fmt} (subsampled chroma); this video is "
+                                f"{info.width}x{info.height}: use a 4:4:4 format such as yuv444p "
+                                f"(the default for odd sizes keeps the size exact)")
         return settings.pix_fmt
     if not supported:
         return info.pix_fmt
@@ -158,9 +163,20 @@ def choose_pix_fmt(codec: str, settings: EncoderSettings, info: VideoInfo) -> st
     # 4:2:0 needs even sizes in x264/x265; 4:4:4 keeps an odd size exact instead of cropping.
     wanted += ["yuv444p", "yuv420p"] if odd or rgb else ["yuv420p", "yuv444p"]
     for name in wanted:
-        if name in supported and not (odd and _subsampled(name) and codec in ("libx264", "libx264rgb", "libx265")):
+        if name in supported and not (codec in _EVEN_SIZE_ENCODERS and _odd_for(name, info.width, info.height)):
             return name
     return supported[0]
+
+
+# Encoders that refuse subsampled chroma on an odd size (x264: "width not divisible by 2").
+_EVEN_SIZE_ENCODERS = ("libx264", "libx264rgb", "libx265")
+
+
+def _odd_for(pix_fmt: str, width: int, height: int) -> bool:
+    """Whether ``pix_fmt``'s chroma subsampling does not divide ``width`` x ``height``."""
+    if "420" in pix_fmt or pix_fmt.startswith("nv"):
+        return bool(width % 2 or height % 2)
+    return "422" in pix_fmt and bool(width % 2)
 
 
 def _is_rgb(pix_fmt: str) -> bool:
@@ -168,10 +184,6 @@ def _is_rgb(pix_fmt: str) -> bool:
         return av.VideoFormat(pix_fmt).is_rgb
     except (ValueError, av.error.FFmpegError):
         return False
-
-
-def _subsampled(pix_fmt: str) -> bool:
-    return "420" in pix_fmt or "422" in pix_fmt or pix_fmt.startswith("nv")
 
 
 @dataclass

@@ -92,6 +92,25 @@ def test_odd_sizes_keep_their_size(tmp_path, identity_model, width, height):
     assert len(read_timestamps(out)) == 6
 
 
+def test_subsampled_chroma_asked_for_an_odd_size_is_a_usage_error(tmp_path, capsys, identity_model_file):
+    """x264 refuses 4:2:0 on an odd size: said before any work, with what to use (exit 2), not
+    an encoder's 'Generic error in an external library' (exit 1)."""
+    from pipeline.cli import main
+
+    clip = make_clip(tmp_path / "odd.mkv", frames=3, width=161, height=121, pix_fmt="yuv444p")
+    out = tmp_path / "out.mp4"
+    code = main(["process", "-q", str(clip.path), "-o", str(out), "--pix-fmt", "yuv420p",
+                 "--model", identity_model_file])
+    err = capsys.readouterr().err
+    assert code == 2 and "even width and height" in err and "yuv444p" in err and "Traceback" not in err
+    assert not out.exists()
+    # 4:2:2 halves only the width: an odd height is fine.
+    clip = make_clip(tmp_path / "tall.mkv", frames=3, width=160, height=121, pix_fmt="yuv422p")
+    assert main(["process", "-q", str(clip.path), "-o", str(out), "--pix-fmt", "yuv422p",
+                 "--model", identity_model_file]) == 0
+    assert (probe(out).width, probe(out).height, probe(out).pix_fmt) == (160, 121, "yuv422p")
+
+
 @pytest.mark.parametrize("name,codec,pix_fmt,options", [
     ("h264_bframes.mp4", "libx264", "yuv420p", {"bf": "3", "g": "48"}),
     ("hevc.mp4", "libx265", "yuv420p", {"x265-params": "log-level=error"}),
