@@ -27,7 +27,7 @@ from jobs.settings import deblur_fingerprint
 from models.registry import Generator
 from pipeline.config import ProcessConfig
 from pipeline.errors import PipelineError
-from pipeline.images import process_images
+from pipeline.images import numbered_frames, process_images
 from pipeline.outputs import remove_dead_leftovers
 from pipeline.cluster import ParallelConfig
 from pipeline.parallel import WorkerPool
@@ -174,7 +174,7 @@ def _deblur_frame_folders(folders: list[Path], in_dir: Path, out_dir: Path, *, l
     for rel in folders:
         item = f"{rel.as_posix()}/"
         source, output = in_dir / rel, out_dir / rel
-        if ledger.is_done(item, settings, source, output):
+        if ledger.is_done(item, settings, source, output) and _every_frame_written(source, output):
             entry = ledger.latest(item)
             rows[item] = Row(item=item, output=str(output), status=SKIPPED, frames=entry.frames,
                              seconds=entry.seconds)
@@ -194,3 +194,12 @@ def _deblur_frame_folders(folders: list[Path], in_dir: Path, out_dir: Path, *, l
                       seconds=result.seconds)
         rows[item] = Row(item=item, output=str(output), status=DONE, frames=result.frames,
                          seconds=result.seconds)
+
+
+def _every_frame_written(source: Path, output: Path) -> bool:
+    """Whether a finished folder's output still holds a restored frame for each of its frames
+    (one deleted since is restored again: the whole folder, its frames being one sequence)."""
+    try:
+        return all((output / frame.name).is_file() for frame in numbered_frames(source))
+    except PipelineError:  # the folder changed into one that can't be read: not done
+        return False

@@ -49,3 +49,11 @@ def test_folders_of_frames_are_deblurred_resumably(tmp_path, capsys, identity_mo
     report = json.loads((out / "unsmear-report.json").read_text())
     status = {row["item"]: (row["status"], row["frames"]) for row in report["items"]}
     assert status == {"shots/plate/": ("skipped", 4), "bad/": ("done", 2)}
+
+    # A restored frame deleted from a finished folder: the folder is restored again, whole.
+    (out / "shots" / "plate" / "f002.png").unlink()
+    assert cli.main(args) == 0
+    report = json.loads((out / "unsmear-report.json").read_text())
+    status = {row["item"]: (row["status"], row["frames"]) for row in report["items"]}
+    assert status == {"shots/plate/": ("done", 4), "bad/": ("skipped", 2)}
+    assert sorted(p.name for p in (out / "shots" / "plate").iterdir()) == names
