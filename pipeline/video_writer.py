@@ -61,6 +61,7 @@ INTERLEAVE_AHEAD_S = 1.0
 WEBM_EXTENSIONS = {".webm"}
 Y4M_EXTENSIONS = {".y4m"}
 OGG_EXTENSIONS = {".ogv", ".ogg"}
+MPEG_PS_EXTENSIONS = {".mpg", ".mpeg", ".vob"}
 # Raw elementary streams can't hold timestamps or audio; their output goes into Matroska.
 RAW_STREAM_EXTENSIONS = {".h264", ".264", ".h265", ".265", ".hevc", ".m4v", ".vvc", ".266", ".ivf", ".obu"}
 MOV_FAMILY = {"mp4", "mov", "m4v", "3gp", "3g2", "ismv"}
@@ -76,6 +77,8 @@ FRAME_SLOT_FORMATS = {"avi"}
 # MPEG-4 Part 2 codes its time base in 16 bits: a 1/90000 one (MPEG-TS, many cameras' MP4)
 # makes the encoder refuse to open.
 MPEG4_MAX_TIME_BASE_DEN = 65535
+# Encoders whose time base must be the frame rate itself (MPEG-1/2 code one of a few rates).
+FRAME_RATE_ENCODERS = {"mpeg1video", "mpeg2video"}
 # Frame-based compressed audio whose AVI header states a block size that is a maximum frame
 # size, not a sample size (see VideoWriter._avi_audio_stream).
 AVI_FRAMED_AUDIO = {"ac3", "mp2", "mp3", "aac"}
@@ -109,7 +112,7 @@ def default_output_suffix(input_path: Path) -> str:
 
 def choose_codec(settings: EncoderSettings, info: VideoInfo, output: Path) -> str:
     """The encoder to use: the user's, else H.264 (HEVC for >8-bit, VP9/AV1 for WebM, MPEG-4 for
-    AVI, VP8 for Ogg, raw frames for YUV4MPEG)."""
+    AVI, MPEG-2 for MPEG program streams, VP8 for Ogg, raw frames for YUV4MPEG)."""
     if settings.codec:
         try:
             codec = av.codec.Codec(settings.codec, "w")
@@ -119,6 +122,10 @@ def choose_codec(settings: EncoderSettings, info: VideoInfo, output: Path) -> st
         if codec.type != "video":
             raise PipelineError(f"{settings.codec!r} is an {codec.type} encoder, not a video one "
                                 f"(try libx264, libx265, libvpx-vp9, libsvtav1, ffv1)")
+        if output.suffix.lower() in MPEG_PS_EXTENSIONS and codec.name not in FRAME_RATE_ENCODERS:
+            raise PipelineError(f"{output.name}: an MPEG program stream keeps the frames' timestamps "
+                                f"only for MPEG-1/2 video (--codec mpeg2video); write .ts or .mkv "
+                                f"for {codec.name}")
         # A format's name (h264, hevc, vp9) opens FFmpeg's default encoder for it: name that
         # encoder, so its settings (CRF, presets, odd sizes) are the ones applied.
         return codec.name
@@ -131,6 +138,10 @@ def choose_codec(settings: EncoderSettings, info: VideoInfo, output: Path) -> st
     if output.suffix.lower() == ".avi":
         # H.264 in AVI reads back one frame late (AVI has no pts); MPEG-4 Part 2 is native there.
         return "mpeg4"
+    if output.suffix.lower() in MPEG_PS_EXTENSIONS:
+        # H.264 in MPEG program streams reads back without the first frames' timestamps, shifted
+        # (FFmpeg's muxer alike); MPEG-2 video is that container's own.
+        return "mpeg2video"
     if info.bit_depth > 8:
         return "libx265"  # which also keeps high-bit-depth RGB (gbrp10le/12le)
     # RGB in, RGB out: through YUV, even 4:4:4, the round trip alone costs 8-bit RGB ~0.5 levels.
@@ -290,6 +301,9 @@ class VideoWriter:
             # the muxer shift every stream, the video off its slots by rounding. AVI ignores
             # audio times anyway: its audio starts with the file.
             options.setdefault("avoid_negative_ts", "disabled")
+        if (container_format or self.path.suffix.lower()) in MPEG_PS_EXTENSIONS | {"mpeg", "vob"}:
+            # The program stream muxer delays every timestamp by its decoder preload (0.5 s).
+            options.setdefault("preload", "0")
         try:
             self._out = av.open(str(self.path), "w", format=container_format,
                                 container_options=options)
@@ -343,7 +357,8 @@ class VideoWriter:
             self._slots = FrameSlots(slot, origin=self._avi_origin(slot),
                                      tolerance=info.time_base / 2)
             time_base = slot
-        elif self.codec == "mpeg4" and info.time_base.denominator > MPEG4_MAX_TIME_BASE_DEN:
+        elif ((self.codec == "mpeg4" and info.time_base.denominator > MPEG4_MAX_TIME_BASE_DEN)
+              or self.codec in FRAME_RATE_ENCODERS):
             self._slots = FrameSlots(_slot_duration(rate), origin=None,
                                      tolerance=info.time_base / 2)
         stream.time_base = time_base
@@ -416,6 +431,10 @@ class VideoWriter:
                                 f"use one of {', '.join(DEFAULT_CRF)}")
         elif codec not in ("ffv1", "png", "huffyuv", "utvideo") and not codec.endswith("rgb"):
             options.update(flags="+qscale", global_quality=str(DEFAULT_QSCALE * FF_QP2LAMBDA))
+        if codec in FRAME_RATE_ENCODERS:
+            # Without B-frames, decode order is presentation order: no frame of delay, which the
+            # program stream muxer would add to every timestamp (dts >= 0).
+            options["flags"] = options.get("flags", "") + "+low_delay"
         preset = settings.preset or DEFAULT_PRESET.get(codec)
         if codec == "libvpx-vp9":
             if preset not in _VP9_CPU_USED:

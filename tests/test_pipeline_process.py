@@ -92,6 +92,29 @@ def test_odd_sizes_keep_their_size(tmp_path, identity_model, width, height):
     assert len(read_timestamps(out)) == 6
 
 
+@pytest.mark.parametrize("source", ["clip.mp4", "clip.mpg"])
+def test_mpeg_program_stream_output_keeps_every_timestamp(tmp_path, identity_model, source):
+    """.mpg gets MPEG-2 video (H.264 there read back without its first timestamps, shifted),
+    written without the muxer's 0.5 s preload or a frame of B-frame delay."""
+    codec = "mpeg2video" if source.endswith(".mpg") else "libx264"
+    clip = make_clip(tmp_path / source, frames=8, fps=25, codec=codec, audio="mp2" if codec == "mpeg2video" else None)
+    out = process_video(clip.path, tmp_path / "out.mpg", config=QUIET, model=identity_model).output
+    assert probe(out).codec == "mpeg2video"
+    assert read_timestamps(out) == pytest.approx(read_timestamps(clip.path), abs=1e-4)
+    assert min(psnr(a, b) for a, b in zip(_frames(clip.path), _frames(out))) > 30.0
+
+
+def test_h264_asked_for_an_mpeg_program_stream_is_refused(tmp_path, capsys, identity_model_file):
+    from pipeline.cli import main
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=3)
+    code = main(["process", "-q", str(clip.path), "-o", str(tmp_path / "out.mpg"), "--codec", "libx264",
+                 "--model", identity_model_file])
+    err = capsys.readouterr().err
+    assert code == 2 and "mpeg2video" in err and ".ts" in err
+    assert not (tmp_path / "out.mpg").exists()
+
+
 def test_subsampled_chroma_asked_for_an_odd_size_is_a_usage_error(tmp_path, capsys, identity_model_file):
     """x264 refuses 4:2:0 on an odd size: said before any work, with what to use (exit 2), not
     an encoder's 'Generic error in an external library' (exit 1)."""
