@@ -218,6 +218,18 @@ def test_cli_evaluate_user_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("error: --crop-border 5000 leaves nothing of") and "\n" not in err
 
 
+def test_a_missing_pair_image_is_one_error_line(tmp_path, capfd):
+    """OpenCV's own '[ WARN...] findDecoder' lines (printed by its C++ code) stay quiet."""
+    pairs = _hand_made_pairs(tmp_path / "pairs")
+    record = json.loads((pairs / "manifest.jsonl").read_text().splitlines()[0])
+    (pairs / record["blurry"]).unlink()
+    save_generator(RRDBNet(num_feat=4, num_block=1, num_grow_ch=4, downscale=2), tmp_path / "one.safetensors")
+    assert main(["evaluate", "--model", str(tmp_path / "one.safetensors"), str(pairs), "-q",
+                 "--no-baselines"]) == 2
+    err = capfd.readouterr().err.strip()
+    assert err.startswith("error: cannot read image") and "\n" not in err, err
+
+
 # --------------------------------------------------------------------------- temporal consistency
 
 

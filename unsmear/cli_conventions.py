@@ -108,6 +108,13 @@ def run(command: Callable[[], int], *, verbose: bool, user_errors: ErrorTypes,
     else is a bug and keeps its traceback.
     """
     interrupt_on_sigterm()
+    # OpenCV prints its own "[ WARN:0@4.5] ... findDecoder ..." lines for a file it can't open,
+    # beside the one error line we give; its errors still print (set before cv2 loads, so
+    # Ray's local workers inherit it too). With -v its warnings show.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "WARNING" if verbose else "ERROR")
+    if "cv2" in sys.modules:  # already loaded (commands run in-process, as the tests do)
+        levels = sys.modules["cv2"].utils.logging
+        levels.setLogLevel(levels.LOG_LEVEL_WARNING if verbose else levels.LOG_LEVEL_ERROR)
     console = ConsoleHandler()
     console.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[console])
