@@ -28,7 +28,9 @@ examples:
   python -m jobs deblur footage/ restored/ --glob '*.mp4' --crf 16
   python -m jobs deblur /shared/in /shared/out --address HEAD:6379   # on a Ray cluster
 
-OUT_DIR mirrors IN_DIR's tree (raw .h264/.hevc streams become .mkv). Long videos are cut at
+OUT_DIR mirrors IN_DIR's tree (raw .h264/.hevc streams become .mkv). A folder of numbered
+images (frame_0001.png...) is one sequence, restored with its neighbouring frames; images with
+no frame number in their names are photos, each restored on its own. Long videos are cut at
 keyframes into segments so all workers stay busy; the joins are exact. On a cluster, IN_DIR,
 OUT_DIR and any --model file must be at the same path on every machine (shared storage)."""
 
@@ -75,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("in_dir", type=Path, metavar="IN_DIR",
                    help="folder searched recursively for videos (by extension, and by probing "
-                        "files with unknown extensions)")
+                        "files with unknown extensions), folders of frames and photos")
     d.add_argument("out_dir", type=Path, metavar="OUT_DIR",
                    help="folder for the restored videos, the ledger and the report (created)")
     add_model_arguments(d)

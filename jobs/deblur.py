@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -27,7 +28,7 @@ from jobs.settings import deblur_fingerprint
 from models.registry import Generator
 from pipeline.config import ProcessConfig
 from pipeline.errors import PipelineError
-from pipeline.images import numbered_frames, process_images
+from pipeline.images import FRAME_NUMBER, is_image, numbered_frames, process_images
 from pipeline.outputs import remove_dead_leftovers
 from pipeline.cluster import ParallelConfig
 from pipeline.parallel import WorkerPool
@@ -167,33 +168,60 @@ def _deblur_frame_folders(folders: list[Path], in_dir: Path, out_dir: Path, *, l
                           settings: str, rows: dict[str, Row], config: ProcessConfig,
                           model: Generator | None) -> None:
     """Deblur each folder of image frames into the same relative folder under ``out_dir``
-    (frames replaced by name, the folder's restored videos left alone), in this process, one
-    after another: the worker pool is built around video segments."""
+    (frames replaced by name, the folder's restored videos left alone), and each photo of a
+    folder of photos (:func:`_photos`) to the same name there, in this process, one after
+    another: the worker pool is built around video segments."""
     config = dataclasses.replace(config, overwrite=True)  # ours to replace, as for videos
-    generator = model
+    models: dict[bool, Generator] = {}
+
+    def generator(video: bool) -> Generator:  # loaded once, when first needed
+        if video not in models:
+            models[video] = model if model is not None else load_model(config.model, video=video)
+        return models[video]
+
     for rel in folders:
-        item = f"{rel.as_posix()}/"
         source, output = in_dir / rel, out_dir / rel
-        if ledger.is_done(item, settings, source, output) and _every_frame_written(source, output):
-            entry = ledger.latest(item)
-            rows[item] = Row(item=item, output=str(output), status=SKIPPED, frames=entry.frames,
-                             seconds=entry.seconds)
-            continue
-        ledger.record(item, ledger_states.RUNNING, settings, source)
-        try:
-            generator = generator if generator is not None else load_model(config.model)
-            output.parent.mkdir(parents=True, exist_ok=True)
-            remove_dead_leftovers(output)
-            result = process_images(source, output, config=config, model=generator)
-        except (PipelineError, ReplaceError) as exc:  # this folder fails; the others go on
-            ledger.record(item, ledger_states.FAILED, settings, source, error=str(exc))
-            rows[item] = Row(item=item, output=str(output), status=FAILED, error=str(exc))
-            log.warning("%s", exc)
-            continue
-        ledger.record(item, ledger_states.DONE, settings, source, frames=result.frames,
-                      seconds=result.seconds)
-        rows[item] = Row(item=item, output=str(output), status=DONE, frames=result.frames,
-                         seconds=result.seconds)
+        if (photos := _photos(source)) is not None:
+            for photo in photos:
+                _deblur_images((rel / photo.name).as_posix(), photo, output / photo.name,
+                               ledger=ledger, settings=settings, rows=rows, config=config,
+                               model=lambda: generator(False))
+        else:
+            _deblur_images(f"{rel.as_posix()}/", source, output, ledger=ledger, settings=settings,
+                           rows=rows, config=config, model=lambda: generator(True))
+
+
+def _deblur_images(item: str, source: Path, output: Path, *, ledger: Ledger, settings: str,
+                   rows: dict[str, Row], config: ProcessConfig, model: Callable[[], Generator]) -> None:
+    """One folder of frames (``source`` a folder) or one photo, with its ledger lines and
+    report row; a failure is reported and the others go on."""
+    folder = source.is_dir()
+    if ledger.is_done(item, settings, source, output) and (not folder or _every_frame_written(source, output)):
+        entry = ledger.latest(item)
+        rows[item] = Row(item=item, output=str(output), status=SKIPPED, frames=entry.frames,
+                         seconds=entry.seconds)
+        return
+    if not folder and ledger.latest(item) is None and output.exists():
+        # As for videos: no job here started this item, so the file is the user's.
+        rows[item] = Row(item=item, output=str(output), status=FAILED,
+                         error=f"{output} exists and no job here wrote it; move it away or "
+                               f"choose another output folder (a job replaces only its own outputs)")
+        return
+    ledger.record(item, ledger_states.RUNNING, settings, source)
+    try:
+        generator = model()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_leftovers(output)
+        result = process_images(source, output, config=config, model=generator)
+    except (PipelineError, ReplaceError) as exc:  # this item fails; the others go on
+        ledger.record(item, ledger_states.FAILED, settings, source, error=str(exc))
+        rows[item] = Row(item=item, output=str(output), status=FAILED, error=str(exc))
+        log.warning("%s", exc)
+        return
+    ledger.record(item, ledger_states.DONE, settings, source, frames=result.frames,
+                  seconds=result.seconds)
+    rows[item] = Row(item=item, output=str(output), status=DONE, frames=result.frames,
+                     seconds=result.seconds)
 
 
 def _every_frame_written(source: Path, output: Path) -> bool:
@@ -203,3 +231,14 @@ def _every_frame_written(source: Path, output: Path) -> bool:
         return all((output / frame.name).is_file() for frame in numbered_frames(source))
     except PipelineError:  # the folder changed into one that can't be read: not done
         return False
+
+
+def _photos(folder: Path) -> list[Path] | None:
+    """A folder's images when none has a frame number in its name (``beach.jpg``, a
+    ``poster.png`` beside the videos): photos, each restored on its own by the image model.
+    None for a folder of frames (a name with no number among numbered frames is an error
+    of that sequence, reported as such)."""
+    images = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".") and is_image(p)]
+    if images and not any(FRAME_NUMBER.search(p.stem) for p in images):
+        return images
+    return None

@@ -57,3 +57,31 @@ def test_folders_of_frames_are_deblurred_resumably(tmp_path, capsys, identity_mo
     status = {row["item"]: (row["status"], row["frames"]) for row in report["items"]}
     assert status == {"shots/plate/": ("done", 4), "bad/": ("skipped", 2)}
     assert sorted(p.name for p in (out / "shots" / "plate").iterdir()) == names
+
+
+def test_photos_are_restored_one_by_one(tmp_path, capsys, identity_model_file):
+    """A folder whose images carry no frame numbers holds photos (and so does the top folder
+    with a poster beside the videos): each is restored on its own, to the same name, resumably;
+    they used to fail as a 'folder of frames' without numbers."""
+    root = tmp_path / "in"
+    (root / "holiday").mkdir(parents=True)
+    photos = {"holiday/beach.jpg": frame_rgb(0, 40, 30), "holiday/dog.png": frame_rgb(1, 36, 28),
+              "poster.png": frame_rgb(2, 32, 24)}
+    for name, rgb in photos.items():
+        assert cv2.imwrite(str(root / name), rgb[:, :, ::-1])
+    out = tmp_path / "out"
+    args = ["deblur", str(root), str(out), "--model", identity_model_file, "-q", "--device", "cpu"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    report = json.loads((out / "unsmear-report.json").read_text())
+    assert {row["item"]: (row["status"], row["frames"]) for row in report["items"]} == \
+        {name: ("done", 1) for name in photos}
+    for name, rgb in photos.items():
+        written = cv2.imread(str(out / name))[:, :, ::-1]
+        assert written.shape == rgb.shape
+        if name.endswith(".png"):  # lossless: the identity model gives the photo back
+            np.testing.assert_array_equal(written, rgb)
+    (out / "holiday" / "dog.png").unlink()
+    assert cli.main(args) == 0
+    report = json.loads((out / "unsmear-report.json").read_text())
+    assert {row["item"]: row["status"] for row in report["items"]} == \
+        {"holiday/beach.jpg": "skipped", "holiday/dog.png": "done", "poster.png": "skipped"}
