@@ -68,7 +68,8 @@ class SyntheticConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"synthetic.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.fraction > 0 and not self.photos:
-            raise ValueError("synthetic.fraction > 0 needs synthetic.photos (files or folders of photos)")
+            raise ValueError("synthetic.fraction > 0 needs synthetic.photos (files or folders of photos); "
+                             "to train on stored pairs (data=) only, pass synthetic.fraction=0")
         if not self.scales or min(self.scales) < 1.0:
             raise ValueError("synthetic.scales must be downscale factors >= 1")
         if self.val_samples < 0:

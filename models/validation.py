@@ -59,7 +59,7 @@ class Validation:
         if config.data and any(r.split == "val" for r in read_manifest(config.data)):
             sources["val"] = PairsDataset(config.data, split="val", in_frames=frames, crop_size=config.val_crop,
                                           max_pairs=config.val_max_pairs, cache_mb=config.cache_mb)
-        if config.synthetic.val_photos and config.synthetic.val_samples:
+        if config.synthetic.photos and config.synthetic.val_photos and config.synthetic.val_samples:
             rendered = SyntheticPairs(config.synthetic, split="val", crop_size=config.val_crop or 256,
                                       in_frames=frames, seed=config.seed, device=device)
             sources["val_synth"] = [rendered.sample(n) for n in range(config.synthetic.val_samples)]

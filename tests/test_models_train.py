@@ -195,6 +195,19 @@ def test_tiny_yaml_from_the_command_line_lowers_the_loss_and_raises_validation_p
     assert load_generator(out / "model.safetensors").config.num_feat == 16  # tiny.yaml's architecture
 
 
+def test_the_default_config_trains_on_stored_pairs_only(pairs, tmp_path, capsys):
+    """The README's stage 1 on stored pairs: synthetic.fraction=0 needs no photos (its rendered
+    validation set is left out, it used to crash looking for val photos), and without it the
+    error says what to pass."""
+    out = tmp_path / "run"
+    small = ["steps=2", "batch_size=2", "crop_size=32", "val_crop=32", "-q"]
+    assert main(["train", "default", f"data={pairs}", f"out={out}", *small]) == 2
+    assert "synthetic.fraction=0" in capsys.readouterr().err
+    assert main(["train", "default", f"data={pairs}", "synthetic.fraction=0", f"out={out}", *small]) == 0, \
+        capsys.readouterr().err
+    assert (out / "model.safetensors").is_file()
+
+
 @pytest.mark.parametrize("val_images, rows", [(4, 2), (1, 1), (0, 0)])
 def test_each_validation_saves_blurred_restored_sharp_images(pairs, tmp_path, val_images, rows):
     """As BasicSR does: a look at the first validation pairs at every validation (the
