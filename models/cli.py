@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--out", default="evaluation", help="folder for results.json and gain_plot.png (default: %(default)s)"
     )
+    evaluate.add_argument("--overwrite", action="store_true",
+                          help="replace the results of an earlier evaluation in --out")
     evaluate.add_argument(
         "--split",
         choices=("val", "train", "all"),
@@ -215,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("photos", help="photo file or folder")
     render.add_argument("out", help="pairs folder to write (created)")
+    render.add_argument("--overwrite", action="store_true",
+                        help="write into OUT even if it holds files (its manifest is replaced)")
     render.add_argument("--config", default="default", help="training config whose synthetic section is used "
                         "(name or file; default: %(default)s)")
     render.add_argument("--val-photos", type=lambda t: tuple(x for x in t.split(",") if x), default=None,
@@ -235,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("checkpoint", help="run folder (newest checkpoint), checkpoint folder or generator file")
     export.add_argument("out", type=_safetensors_path, help="destination .safetensors")
+    export.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     export.add_argument(
         "--weights",
         choices=("ema", "generator"),
@@ -251,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     interp.add_argument("psnr_model", help="generator trained with stage psnr")
     interp.add_argument("gan_model", help="generator trained with stage gan")
     interp.add_argument("out", type=_safetensors_path, help="destination .safetensors")
+    interp.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     interp.add_argument(
         "--alpha",
         type=_alpha,
@@ -271,6 +277,8 @@ def _run_train(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigError(f"{bad[0]!r} is not KEY=VALUE (only the config file is positional)")
     config = load_config(args.config, overrides)
+    if Path(config.out).exists() and not Path(config.out).is_dir():
+        raise ConfigError(f"out={config.out} is a file; name a folder for the run")
     result = train(config, resume=args.resume, progress=not args.quiet)
     print(f"trained {result.step} steps; model: {result.model_path}; checkpoint: {result.checkpoint}")
     if result.validation:
@@ -295,6 +303,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     )
     if not Path(config.model).exists():
         raise FileNotFoundError(f"model not found: {config.model}")
+    _check_folder(Path(config.out), args.overwrite, holds="results.json")
     report = evaluate(config, progress=not args.quiet)
     print(format_table(report))
     json_path, plot_path, sheet_path = write_outputs(report, config.out)
@@ -303,9 +312,29 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_file(path: Path, overwrite: bool) -> None:
+    """An output file: refused where one exists, unless ``overwrite``."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; name the .safetensors file to write")
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path}: already exists (pass --overwrite to replace it)")
+
+
+def _check_folder(path: Path, overwrite: bool, *, holds: str | None = None) -> None:
+    """An output folder: refused where it is a file, or where it already holds ``holds`` (any
+    file when None), unless ``overwrite``."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: is a file; name a folder to write into")
+    taken = (path / holds).exists() if holds else path.is_dir() and any(path.iterdir())
+    if taken and not overwrite:
+        raise ConfigError(f"{path}: already holds {'a ' + holds if holds else 'files'} "
+                          f"(pass --overwrite to write into it, or name another folder)")
+
+
 def _run_export(args: argparse.Namespace) -> int:
     from models.export import export
 
+    _check_file(Path(args.out), args.overwrite)
     out = export(args.checkpoint, args.out, weights=args.weights)
     print(f"wrote {out}")
     return 0
@@ -314,6 +343,7 @@ def _run_export(args: argparse.Namespace) -> int:
 def _run_interpolate(args: argparse.Namespace) -> int:
     from models.export import interpolate
 
+    _check_file(Path(args.out), args.overwrite)
     out = interpolate(args.psnr_model, args.gan_model, args.out, alpha=args.alpha)
     print(f"wrote {out} = {1 - args.alpha:g} * {args.psnr_model} + {args.alpha:g} * {args.gan_model}")
     return 0
@@ -349,6 +379,7 @@ def _run_render_pairs(args: argparse.Namespace) -> int:
         raise ConfigError("no photos to render from: give --val-photos NAME,... (held out of training)")
     if args.consecutive and args.frames < 2:
         raise ConfigError("--consecutive needs neighbouring frames: give --frames 3 or more")
+    _check_folder(Path(args.out), args.overwrite)
     try:
         manifest = write_rendered_pairs(synthetic, args.out, count=args.count, size=args.size,
                                         in_frames=args.frames, seed=args.seed, consecutive=args.consecutive)

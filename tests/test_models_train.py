@@ -368,6 +368,39 @@ def test_cli_user_errors_are_one_line(argv, message, capsys):
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
+def test_cli_outputs_are_not_replaced_without_overwrite(pairs, tmp_path, capsys):
+    """export, interpolate, evaluate and render-pairs refuse what exists (exit 2, nothing
+    touched), as every command does, and replace it with --overwrite; a file where a folder
+    is wanted is one error line, not a traceback."""
+    run = tmp_path / "run"
+    assert main(["train", str(TINY_YAML), f"data={pairs}", f"out={run}", TINY_NET, "steps=2", "-q"]) == 0
+    model = tmp_path / "model.safetensors"
+    assert main(["export", str(run), str(model), "-q"]) == 0
+    before = model.read_bytes()
+    mine = tmp_path / "notes.safetensors"
+    mine.write_text("mine")
+    evaluated = tmp_path / "eval"
+    common = ["--model", str(model), str(pairs), "--no-baselines", "-q"]
+    assert main(["evaluate", *common, "--out", str(evaluated)]) == 0
+    first = (evaluated / "results.json").read_text()
+    capsys.readouterr()
+    for argv, expected in ((["export", str(run), str(mine)], "already exists"),
+                           (["interpolate", str(model), str(model), str(model)], "already exists"),
+                           (["evaluate", *common, "--out", str(evaluated)], "already holds a results.json"),
+                           (["render-pairs", str(tmp_path), str(pairs), "--val-photos", "x"], "already holds files"),
+                           (["evaluate", *common, "--out", str(mine)], "is a file"),
+                           (["train", str(TINY_YAML), f"data={pairs}", f"out={mine}"], "is a file")):
+        assert main([*argv, "-q"]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and expected in err and "\n" not in err, err
+    assert mine.read_text() == "mine" and model.read_bytes() == before
+    assert (evaluated / "results.json").read_text() == first
+    assert (pairs / "manifest.jsonl").is_file()
+    assert main(["export", str(run), str(mine), "--overwrite", "-q"]) == 0
+    assert load_generator(mine).config == load_generator(model).config
+    assert main(["evaluate", *common, "--out", str(evaluated), "--overwrite"]) == 0
+
+
 def test_cli_interpolate_rejects_alpha_out_of_range(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["interpolate", "a.safetensors", "b.safetensors", "out.safetensors", "--alpha", "1.5"])
