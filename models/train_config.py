@@ -104,6 +104,18 @@ class TrainConfig:
             raise ConfigError(f"psnr_loss_cap_db must be in (0, 200] dB, got {self.psnr_loss_cap_db}")
         if self.temporal_weight < 0:
             raise ConfigError(f"temporal_weight must be >= 0, got {self.temporal_weight}")
+        for name in ("lr_g", "lr_d"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if len(self.adam_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
+            raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {list(self.adam_betas)}")
+        if not self.lr_gamma > 0:
+            raise ConfigError(f"lr_gamma must be > 0, got {self.lr_gamma}")
+        if self.lr_warmup < 0:
+            raise ConfigError(f"lr_warmup must be >= 0 (0: off), got {self.lr_warmup}")
+        for name in ("fft_weight", "pixel_weight", "perceptual_weight"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.temporal_weight > 0:
             if self.stage != "psnr" or self.generator.in_frames < 2 or self.synthetic.fraction < 1:
                 raise ConfigError("temporal_weight > 0 needs stage psnr, a video generator (in_frames > 1) and "

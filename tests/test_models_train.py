@@ -360,6 +360,12 @@ def test_cli_train_refuses_to_overwrite_a_run_and_resumes_it(pairs, tmp_path, ca
         (["train", str(TINY_YAML), "data=/nonexistent", "out=y"], "manifest.jsonl not found"),
         (["train", str(TINY_YAML), "out=y", "steps"], "is not KEY=VALUE"),
         (["export", "/nonexistent/run", "out.safetensors"], "checkpoint not found"),
+        (["train", str(TINY_YAML), "data=x", "out=y", "lr_g=-1"], "lr_g must be > 0"),
+        (["train", str(TINY_YAML), "data=x", "out=y", "lr_d=0"], "lr_d must be > 0"),
+        (["train", str(TINY_YAML), "data=x", "out=y", "adam_betas=[2,0.9]"], "adam_betas must be"),
+        (["train", str(TINY_YAML), "data=x", "out=y", "fft_weight=-1"], "fft_weight must be >= 0"),
+        (["train", str(TINY_YAML), "data=x", "out=y", "lr_warmup=-3"], "lr_warmup must be >= 0"),
+        (["train", str(TINY_YAML), "data=x", "out=y", "lr_gamma=-1"], "lr_gamma must be > 0"),
     ],
 )
 def test_cli_user_errors_are_one_line(argv, message, capsys):
