@@ -26,7 +26,7 @@ from pipeline.errors import PipelineError, RunFailedError
 from pipeline.ordered import conversion_threads
 from pipeline.outputs import check_output, remove_dead_leftovers
 from pipeline.restorer import Restorer, make_restorer
-from pipeline.resume import ResumeFolder, model_fingerprint, run_key
+from pipeline.resume import ResumeFolder, model_fingerprint, remove_other_runs, run_key
 from pipeline.segments import (
     SegmentMismatch,
     SegmentTask,
@@ -100,6 +100,8 @@ def process_video(input_path: str | os.PathLike, output: str | os.PathLike | Non
     started = time.perf_counter()
     with replaced_when_done(output) as partial:
         done = _run_in_segments(input_path, reader.info, restorer, partial, output, config)
+        if done is None:
+            remove_other_runs(output)  # one pass: an interrupted segmented run's folder is of no use
         written, codec = done or _run(reader, restorer, partial, output, config, convert_threads)
     result = ProcessResult(output=output, frames=written, seconds=time.perf_counter() - started,
                            codec=codec)

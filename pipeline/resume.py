@@ -102,11 +102,7 @@ class ResumeFolder:
     def open(self) -> dict[int, SegmentResult]:
         """Create the folder (removing other runs' folders for this output); return the
         segments already finished here, by index."""
-        pattern = re.compile(rf"\.{re.escape(self.output.name)}\.resume-[0-9a-f]{{{KEY_CHARS}}}")
-        for entry in self.output.parent.iterdir():
-            if entry != self.path and entry.is_dir() and pattern.fullmatch(entry.name):
-                log.info("%s: removing the segments of a run with other settings", entry)
-                shutil.rmtree(entry, ignore_errors=True)
+        remove_other_runs(self.output, keep=self.path)
         try:
             self.path.mkdir(exist_ok=True)
         except OSError as exc:
@@ -149,3 +145,17 @@ class ResumeFolder:
             pass
         log.warning("%s: a finished segment's record is damaged; redoing it", record)
         return None
+
+
+def remove_other_runs(output: Path, *, keep: Path | None = None) -> None:
+    """Remove the segment folders other runs of ``output`` kept (but ``keep``): a run with
+    other settings or another segment plan (e.g. one worker where the interrupted run had
+    two) can't use them, and once it has started nothing else will."""
+    output = Path(output)
+    pattern = re.compile(rf"\.{re.escape(output.name)}\.resume-[0-9a-f]{{{KEY_CHARS}}}")
+    if not output.parent.is_dir():
+        return
+    for entry in output.parent.iterdir():
+        if entry != keep and entry.is_dir() and pattern.fullmatch(entry.name):
+            log.info("%s: removing the segments of a run with other settings", entry)
+            shutil.rmtree(entry, ignore_errors=True)

@@ -26,7 +26,7 @@ from pipeline.cluster import WORKER_DIED, ParallelConfig, log_again
 from pipeline.config import EncoderSettings, ProcessConfig
 from pipeline.errors import PipelineError, RunFailedError
 from pipeline.outputs import check_output, remove_dead_leftovers, segments_folder
-from pipeline.resume import ResumeFolder, run_key
+from pipeline.resume import ResumeFolder, remove_other_runs, run_key
 from pipeline.segments import (
     Segment,
     SegmentMismatch,
@@ -254,6 +254,7 @@ class Run:
             workdir = resume.path
             straight = StraightDecode(input_path, pool.config)
         else:
+            remove_other_runs(output)  # one segment now: an interrupted run's folder is of no use
             workdir = segments_folder(output)
             workdir.mkdir()
         try:

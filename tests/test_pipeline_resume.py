@@ -90,6 +90,22 @@ def test_other_settings_start_afresh(long_clip, tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_a_one_pass_run_after_an_interrupted_segmented_one_leaves_nothing(long_clip, tmp_path, monkeypatch):
+    """Interrupted in segments, then finished in one pass (here: segments judged too short;
+    for a user: --workers 2, then one worker): the interrupted run's hidden folder, of no
+    use to the one pass, goes too (it stayed, gigabytes of segments for real videos)."""
+    model = make_identity_model()
+    output = tmp_path / "out.mp4"
+    with monkeypatch.context() as patch:
+        Interrupt(patch, after=2)
+        with pytest.raises(KeyboardInterrupt):
+            process_video(long_clip, output, config=CONFIG, model=model)
+    assert [p for p in tmp_path.iterdir() if ".out.mp4.resume-" in p.name]
+    monkeypatch.setattr(pipeline.process, "RESUME_SEGMENT_FRAMES", 1000)  # one pass now
+    assert process_video(long_clip, output, config=CONFIG, model=model).frames == 45
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_an_error_removes_the_finished_segments(long_clip, tmp_path, monkeypatch):
     real = pipeline.process.restore_segment
     calls = []
