@@ -56,6 +56,14 @@ def _restored_segments(monkeypatch) -> list[int]:
     return done
 
 
+def _interrupted(clip: Path, output: Path, model, monkeypatch, *, after: int) -> None:
+    """Run ``process_video`` and interrupt it after ``after`` finished segments."""
+    with monkeypatch.context() as patch:
+        Interrupt(patch, after=after)
+        with pytest.raises(KeyboardInterrupt):
+            process_video(clip, output, config=CONFIG, model=model)
+
+
 def test_killed_run_resumes_and_gives_the_uninterrupted_output(long_clip, tmp_path, monkeypatch):
     model = make_identity_model()
     whole = process_video(long_clip, tmp_path / "whole.mp4", config=CONFIG, model=model)
@@ -77,12 +85,8 @@ def test_killed_run_resumes_and_gives_the_uninterrupted_output(long_clip, tmp_pa
 
 
 def test_other_settings_start_afresh(long_clip, tmp_path, monkeypatch):
-    model = make_identity_model()
-    output = tmp_path / "out.mp4"
-    with monkeypatch.context() as patch:
-        Interrupt(patch, after=2)
-        with pytest.raises(KeyboardInterrupt):
-            process_video(long_clip, output, config=CONFIG, model=model)
+    model, output = make_identity_model(), tmp_path / "out.mp4"
+    _interrupted(long_clip, output, model, monkeypatch, after=2)
     redone = _restored_segments(monkeypatch)
     other = ProcessConfig(progress=False, encoder=EncoderSettings(crf=30, preset="ultrafast"))
     process_video(long_clip, output, config=other, model=model)
@@ -94,12 +98,8 @@ def test_a_one_pass_run_after_an_interrupted_segmented_one_leaves_nothing(long_c
     """Interrupted in segments, then finished in one pass (here: segments judged too short;
     for a user: --workers 2, then one worker): the interrupted run's hidden folder, of no
     use to the one pass, goes too (it stayed, gigabytes of segments for real videos)."""
-    model = make_identity_model()
-    output = tmp_path / "out.mp4"
-    with monkeypatch.context() as patch:
-        Interrupt(patch, after=2)
-        with pytest.raises(KeyboardInterrupt):
-            process_video(long_clip, output, config=CONFIG, model=model)
+    model, output = make_identity_model(), tmp_path / "out.mp4"
+    _interrupted(long_clip, output, model, monkeypatch, after=2)
     assert [p for p in tmp_path.iterdir() if ".out.mp4.resume-" in p.name]
     monkeypatch.setattr(pipeline.process, "RESUME_SEGMENT_FRAMES", 1000)  # one pass now
     assert process_video(long_clip, output, config=CONFIG, model=model).frames == 45
