@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import ray
 
 from pipeline.errors import PipelineError
-from unsmear.cli_conventions import RELOGGED
+from unsmear.cli_conventions import RELOGGED, interrupt_on_sigterm
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,9 @@ def connect(address: str | None, *, num_cpus: int | None = None) -> bool:
                 "RAY_AUTH_MODE=token and the head's token in RAY_AUTH_TOKEN or ~/.ray/auth_token)"
                 if address else "")
         raise PipelineError(f"cannot connect to {where}{hint}: {reason}") from exc
+    # Ray's core worker installs its own SIGTERM handler in this process (a crash dump and
+    # exit 1): a plain `kill` or a scheduler stopping the run must end it as Ctrl-C does.
+    interrupt_on_sigterm()
     return True
 
 

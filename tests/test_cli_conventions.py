@@ -225,3 +225,26 @@ def test_a_closed_output_pipe_ends_quietly():
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=60) == 141
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_sigterm_still_interrupts_after_ray_starts(monkeypatch):
+    """Ray's core worker installs its own SIGTERM handler in the driver (a crash dump, exit 1):
+    after connecting, a `kill` must end the run as Ctrl-C does (exit 130)."""
+    import signal
+
+    import pipeline.cluster as cluster
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def ray_init(**kwargs):  # what Ray does to the driver's SIGTERM
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    monkeypatch.setattr(cluster.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(cluster.ray, "init", ray_init)
+    try:
+        assert cluster.connect(None, num_cpus=1) is True
+        handler = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt):
+            handler(signal.SIGTERM, None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
