@@ -81,6 +81,10 @@ from unsmear.files import replaced_when_done
 
 logger = logging.getLogger(__name__)
 
+# init= must fill at least this share of the generator's weights: a file of another
+# architecture fits a stray bias or two and would start the run from noise, not from it.
+MIN_INIT_SHARE = 0.5
+
 # Mixed into the seed of each step's own RNG (used by the gradient penalty).
 _STEP_RNG_TAG = 7919
 
@@ -258,6 +262,13 @@ class Trainer:
         if cfg.init:
             source = _init_source(cfg.init)
             loaded, skipped = load_trunk(generator, checkpoint_filter_fn(read_state_dict(source), generator))
+            own = generator.state_dict()
+            share = sum(own[name].numel() for name in loaded) / sum(t.numel() for t in own.values())
+            if share < MIN_INIT_SHARE:
+                raise ConfigError(f"init {source}: only {len(loaded)} of this generator's "
+                                  f"{len(own)} tensors fit ({share:.1%} of its weights): another "
+                                  f"architecture (num_feat, num_block, ...); start without init= or "
+                                  f"from a model of this one")
             if skipped:
                 logger.warning("init %s: skipped %d tensor(s) that do not fit: %s", source, len(skipped),
                                ", ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else ""))

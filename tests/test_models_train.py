@@ -311,6 +311,16 @@ def test_init_loads_the_fitting_trunk_and_reports_what_it_skipped(pairs, tmp_pat
     assert trained["conv_last.weight"].abs().max() < 1e-6
 
 
+def test_init_from_another_architecture_is_refused(pairs, tmp_path):
+    """A model whose tensors barely fit (a bias of the same shape) would start the run from
+    noise while calling it an init: refused, saying why."""
+    other = RRDBNet(num_feat=16, num_block=2, num_grow_ch=8, downscale=2)
+    save_generator(other, tmp_path / "other.safetensors")
+    with pytest.raises(ConfigError, match="another architecture"):
+        train(_config(pairs, tmp_path / "run", "steps=1", f"init={tmp_path / 'other.safetensors'}"),
+              progress=False)
+
+
 # --------------------------------------------------------------------------- export / interpolate
 
 
