@@ -84,6 +84,10 @@ def interpolate(psnr_model: str | Path, gan_model: str | Path, out: str | Path, 
             f"cannot interpolate different architectures: {psnr_model} is {smooth.config}, "
             f"{gan_model} is {sharp.config}"
         )
+    stages = [_stage(psnr_model), _stage(gan_model)]
+    if stages != ["psnr", "gan"] and "psnr" in stages and "gan" in stages:
+        raise CheckpointError(f"{psnr_model} was trained with stage {stages[0]} and {gan_model} with stage "
+                              f"{stages[1]}: give the psnr model first, the gan model second")
     sharp_state = sharp.state_dict()
     with torch.no_grad():
         for name, tensor in smooth.state_dict().items():
@@ -96,3 +100,11 @@ def interpolate(psnr_model: str | Path, gan_model: str | Path, out: str | Path, 
     )
     logger.info("interpolated %s and %s with alpha %g into %s", psnr_model, gan_model, alpha, out)
     return Path(out)
+
+
+def _stage(path: str | Path) -> str | None:
+    """The training stage a generator file states (its ``unsmear.stage``), or None (a BasicSR
+    .pth, an interpolation)."""
+    if not str(path).endswith(".safetensors"):
+        return None
+    return read_metadata(path).get("unsmear.stage")

@@ -343,6 +343,10 @@ def test_export_and_interpolate_round_trip(pairs, tmp_path):
     save_generator(other, tmp_path / "other.safetensors")
     with pytest.raises(CheckpointError, match="different architectures"):
         interpolate(exported, tmp_path / "other.safetensors", tmp_path / "bad.safetensors")
+    # Swapped files would give the opposite blend of what alpha asks: their stages say so.
+    save_generator(gan, tmp_path / "staged_gan.safetensors", metadata={"unsmear.stage": "gan"})
+    with pytest.raises(CheckpointError, match="give the psnr model first"):
+        interpolate(tmp_path / "staged_gan.safetensors", exported, tmp_path / "swapped.safetensors")
 
 
 # --------------------------------------------------------------------------- CLI
