@@ -148,6 +148,10 @@ class Trainer:
         self.channels_last = True
         self.run_dir = Path(config.out)
         self.step = 0
+        # Time this run has spent, carried through checkpoints so that a resumed run's budgets
+        # (max_minutes, max_cpu_minutes) and log.csv's time_s / cpu_s go on from where it was:
+        # "train_*" count training steps only (the budgets), "log_*" everything (the log).
+        self.spent = dict.fromkeys(("train_s", "train_cpu_s", "log_s", "log_cpu_s"), 0.0)
         self.batch_parts = 1  # set by _plan_cores
         self._part_pool: ThreadPoolExecutor | None = None
         if self.device.type == "cuda":
@@ -494,6 +498,7 @@ class Trainer:
                 "opt_g": self.opt_g.state_dict(),
                 "sched_g": [sched.state_dict() for sched in self.sched_g],
                 "scaler_g": self.scaler_g.state_dict(),
+                "spent": dict(self.spent),
             }
             if self.discriminator is not None:
                 tensors = {k: v.detach().cpu().contiguous() for k, v in self.discriminator.state_dict().items()}
@@ -533,6 +538,7 @@ class Trainer:
             _load_schedules(self.sched_d, state["sched_d"])
             self.scaler_d.load_state_dict(state["scaler_d"])
         self.step = int(state["step"])
+        self.spent.update({k: float(v) for k, v in state.get("spent", {}).items() if k in self.spent})
         logger.info("resumed from %s at step %d", path, self.step)
 
     # ---- loop
@@ -558,8 +564,15 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, file=sys.stderr, disable=not self.progress,
                    desc=f"train ({cfg.stage})", unit="step", dynamic_ncols=True)
         # Budgets count training steps (and waiting for data), never validation or checkpoints;
-        # CPU time counts this process and its render workers.
-        train_seconds, train_cpu = 0.0, 0.0
+        # CPU time counts this process and its render workers; both go on from a resumed
+        # checkpoint's.
+        train_seconds, train_cpu = self.spent["train_s"], self.spent["train_cpu_s"]
+        log_s, log_cpu_s = self.spent["log_s"], self.spent["log_cpu_s"]
+
+        def note_spent() -> None:
+            self.spent.update(train_s=train_seconds, train_cpu_s=train_cpu,
+                              log_s=log_s + time.monotonic() - start,
+                              log_cpu_s=log_cpu_s + self.batches.cpu_seconds() - start_cpu)
         tick, tick_cpu = time.monotonic(), self.batches.cpu_seconds()
         try:
             for batch in self.batches(self.step):
@@ -578,8 +591,9 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     means = {k: v / count for k, v in sums.items()}
                     lr_g = self.opt_g.param_groups[0]["lr"]
-                    log.write(self.step, {"time_s": time.monotonic() - start,
-                                          "cpu_s": self.batches.cpu_seconds() - start_cpu, "lr_g": lr_g, **means})
+                    log.write(self.step, {"time_s": log_s + time.monotonic() - start,
+                                          "cpu_s": log_cpu_s + self.batches.cpu_seconds() - start_cpu,
+                                          "lr_g": lr_g, **means})
                     losses.append((self.step, means["loss_g"]))
                     postfix["loss"] = f"{means['loss_g']:.4g}"
                     bar.set_postfix(postfix)
@@ -598,6 +612,7 @@ class Trainer:
                         logger.info("step %d: PSNR gain %s", self.step,
                                     ", ".join(f"{name} {gain:+.2f} dB" for name, gain in gains.items()))
                 if self.step % cfg.checkpoint_every == 0 or last:
+                    note_spent()
                     checkpoint = self.save_checkpoint()
                 if last:
                     if self.step < cfg.steps:

@@ -252,6 +252,22 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(pairs, tmp_path, 
         assert [int(r["step"]) for r in csv.DictReader(handle) if r["loss_g"]] == [2, 3, 4, 6]
 
 
+def test_a_resumed_run_keeps_counting_its_time_budget(pairs, tmp_path):
+    """max_minutes / max_cpu_minutes are the run's, not each invocation's: a run that spent
+    its budget and is resumed stops at once (it used to get the whole budget again), and
+    log.csv's time_s / cpu_s go on from where they were."""
+    budget = ["steps=100000", "max_cpu_minutes=0.01", "log_every=1"]  # 0.6 CPU-seconds
+    first = train(_config(pairs, tmp_path / "run", *budget), progress=False)
+    assert 1 <= first.step < 100000
+    resumed = train(_config(pairs, tmp_path / "run", *budget), resume=True, progress=False)
+    assert resumed.step == first.step + 1  # one step, then the budget is found spent
+    with (tmp_path / "run" / "log.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["cpu_s"]]
+    assert [int(r["step"]) for r in rows] == list(range(1, resumed.step + 1))
+    cpu = [float(r["cpu_s"]) for r in rows]
+    assert cpu == sorted(cpu) and cpu[-1] >= 0.6
+
+
 @pytest.mark.parametrize("pixel_loss", ["mse", "psnr"])
 def test_a_batch_split_over_threads_trains_the_same_model_deterministically(pairs, tmp_path, pixel_loss, caplog):
     """batch_split cuts each step's batch (here 3 samples in parts of 2 and 1) over threads:
