@@ -651,6 +651,13 @@ def train(config: TrainConfig, *, resume: str | Path | bool = False, progress: b
     if resume is False and checkpoint_dirs(config.out):
         raise ConfigError(f"{config.out} already holds a run; resume it (--resume) or choose another out")
     checkpoint = None if resume is False else resolve_checkpoint(config.out if resume is True else resume)
+    given = Path(config.out) / "config.yaml"
+    if resume is False and given.is_file() and given.read_text(encoding="utf-8") != config_to_yaml(config):
+        # A config the user wrote into the run folder (comments and all): the run writes its
+        # resolved config there, so the user's is kept beside it.
+        kept = given.with_name("config.given.yaml")
+        given.replace(kept)
+        logger.warning("%s: kept as %s; %s is now the run's resolved config", given, kept.name, given.name)
     trainer = Trainer(config, progress=progress)
     if checkpoint is not None:
         trainer.load_checkpoint(checkpoint)

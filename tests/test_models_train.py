@@ -252,6 +252,19 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(pairs, tmp_path, 
         assert [int(r["step"]) for r in csv.DictReader(handle) if r["loss_g"]] == [2, 3, 4, 6]
 
 
+def test_a_config_written_into_the_run_folder_is_kept(pairs, tmp_path):
+    """train runs/mine/config.yaml out=runs/mine: the run writes its resolved config there; the
+    user's file, comments and all, is kept beside it (it was replaced)."""
+    run = tmp_path / "mine"
+    run.mkdir()
+    mine = TINY_YAML.read_text(encoding="utf-8") + "# my notes on this run\n"
+    (run / "config.yaml").write_text(mine, encoding="utf-8")
+    train(load_config(run / "config.yaml", [f"data={pairs}", f"out={run}", TINY_NET, *FAST, "steps=1"]),
+          progress=False)
+    assert (run / "config.given.yaml").read_text(encoding="utf-8") == mine
+    assert load_config(run / "config.yaml").steps == 1  # the resolved config, overrides in
+
+
 def test_a_resumed_run_keeps_counting_its_time_budget(pairs, tmp_path):
     """max_minutes / max_cpu_minutes are the run's, not each invocation's: a run that spent
     its budget and is resumed stops at once (it used to get the whole budget again), and
