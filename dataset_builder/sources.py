@@ -209,9 +209,13 @@ def _probe_video(path: Path, name: str, fps: float | None) -> SourceInfo:
         channels = 1 if GREY_PIX_FMT.match(pix_fmt) else 3
         fps_value, origin = _video_fps(container, stream, fps)
         try:
-            times = [packet.pts for packet in container.demux(stream) if packet.size]
+            # Packets an edit list cuts away (a clip trimmed with stream copy) are marked
+            # discard: FFmpeg decodes them as references but shows none of them.
+            shown = [(packet.pts, packet.is_discard) for packet in container.demux(stream) if packet.size]
         except av.FFmpegError as exc:
             raise BuildError(f"cannot read video {path}: {_reason(exc)}") from exc
+    times = [pts for pts, discard in shown if not discard]
+    trimmed = len(times) < len(shown)
     packets = len(times)
     if packets == 0:
         raise BuildError(f"{path} holds no video frames")
@@ -219,9 +223,13 @@ def _probe_video(path: Path, name: str, fps: float | None) -> SourceInfo:
     info = SourceInfo(path=path, name=name, kind="video", num_frames=packets, width=ctx.width,
                       height=ctx.height, channels=channels, bit_depth=16 if bits > 8 else 8,
                       fps=fps_value, fps_origin=origin, reader="pyav")
-    if bits <= 8 and channels == 3 and decord is not None:
+    matrix = _first_display_matrix(path)
+    # decord ignores edit lists (it served a trimmed clip's cut frames as copies of its last
+    # one) and mirroring (it applies the rotation only): PyAV reads those as players show them.
+    mirrored = matrix is not None and matrix[0] * matrix[4] - matrix[1] * matrix[3] < 0
+    if bits <= 8 and channels == 3 and decord is not None and not trimmed and not mirrored:
         info = _prefer_decord(info)
-    if info.reader == "pyav" and (matrix := _first_display_matrix(path)) is not None:
+    if info.reader == "pyav" and matrix is not None:
         turned = turns_quarter(matrix)
         size = (info.height, info.width) if turned else (info.width, info.height)
         info = dataclasses.replace(info, display_matrix=matrix, width=size[0], height=size[1])
@@ -315,6 +323,7 @@ class DecordReader:
         self.info = info
         self._vr: decord.VideoReader | None = None
         self._next = 0
+        self._pyav: PyAVReader | None = None  # after decord failed on this file
 
     def _open(self) -> decord.VideoReader:
         try:
@@ -323,6 +332,8 @@ class DecordReader:
             raise BuildError(f"cannot read video {self.info.path}: {_reason(exc)}") from exc
 
     def read(self, start: int, stop: int) -> np.ndarray:
+        if self._pyav is not None:
+            return self._pyav.read(start, stop)
         stop = min(stop, self.info.num_frames)
         if stop <= start:
             return np.empty((0, self.info.height, self.info.width, 3), np.uint8)
@@ -335,14 +346,23 @@ class DecordReader:
                 self._next += skip
             frames = self._vr.get_batch(list(range(start, stop))).asnumpy()
         except (decord.DECORDError, RuntimeError) as exc:
-            raise BuildError(f"cannot decode {self.info.path} frames {start}-{stop - 1}: "
-                             f"{_reason(exc)}") from exc
+            # decord's threaded decoder fails on some streams FFmpeg decodes (a VP9 WebM at
+            # random frames): PyAV reads the same frames from here on, turned as decord turns
+            # them (the display matrix, which decord's probe left out).
+            log.warning("%s: decord failed at frames %d-%d (%s); reading with PyAV", self.info.path,
+                        start, stop - 1, _reason(exc))
+            self.close()
+            self._pyav = PyAVReader(dataclasses.replace(self.info, reader="pyav",
+                                                        display_matrix=_first_display_matrix(self.info.path)))
+            return self._pyav.read(start, stop)
         self._next = stop
         _check_size(self.info, frames.shape[1:3], start)
         return frames
 
     def close(self) -> None:
         self._vr = None
+        if self._pyav is not None:
+            self._pyav.close()
 
 
 class PyAVReader:

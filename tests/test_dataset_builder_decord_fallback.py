@@ -67,3 +67,80 @@ def test_probe_without_decord_reads_with_pyav(tmp_path):
                             text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["pyav", "10"]  # every frame, read by PyAV
+
+
+def _numbered_clip(path: Path, frames: int) -> Path:
+    """An 8-bit H.264 clip whose frame i is flat grey 6 * i: which frame a reader served shows."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=240)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"g": "8", "qp": "0"}
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 6 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_a_trimmed_mp4_is_read_as_players_show_it(tmp_path):
+    """Cut with stream copy (an edit list), an MP4 holds packets before its new start that no
+    player shows: the builder counts and reads only the shown frames (decord, which ignores
+    edit lists, served the cut frames as copies of the last one, and pairs were made of them)."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    from dataset_builder.sources import open_source
+
+    full = _numbered_clip(tmp_path / "full.mp4", 40)
+    trimmed = tmp_path / "trimmed.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-ss", "0.05", "-i", str(full),
+                    "-c", "copy", str(trimmed)], check=True)
+    info = probe_source(trimmed)
+    assert info.reader == "pyav" and info.num_frames == 28  # frames 12-39 are shown
+    reader = open_source(info)
+    try:
+        levels = [round(float(frame.mean()) / 6) for frame in reader.read(0, 100)]
+    finally:
+        reader.close()
+    assert levels == list(range(12, 40))
+    assert np.all(np.diff(levels) == 1)
+
+
+def test_a_mirrored_video_is_not_read_by_decord():
+    """decord applies a display matrix's rotation but not its mirroring."""
+    from tests.media import SHARED_DATA
+
+    clip = SHARED_DATA / "videos" / "androidx_media__mp4__sample_rotate_and_reflect.mp4"
+    if not clip.is_file():
+        pytest.skip("shared sample not present")
+    info = probe_source(clip)
+    assert info.reader == "pyav" and info.display_matrix is not None
+    assert (info.width, info.height) == (720, 1080)  # turned upright
+
+
+@pytest.mark.skipif(decord is None, reason="decord is not installed on this platform")
+def test_decord_failing_mid_file_falls_back_to_pyav(tmp_path, monkeypatch):
+    """decord's threaded decoder fails at random frames of some streams FFmpeg decodes (a VP9
+    WebM): the reader goes on with PyAV from there, the same frames, instead of failing the
+    whole build."""
+    from dataset_builder import sources
+
+    clip = _numbered_clip(tmp_path / "clip.mp4", 24)
+    info = probe_source(clip)
+    assert info.reader == "decord"
+    reader = sources.open_source(info)
+    first = reader.read(0, 8)
+
+    class Failing:
+        def get_batch(self, indices):
+            raise RuntimeError("Thread worker: Error sending packet.")
+
+    reader._vr = Failing()
+    rest = reader.read(8, 24)
+    reader.close()
+    levels = [round(float(frame.mean()) / 6) for frame in [*first, *rest]]
+    assert levels == list(range(24))
