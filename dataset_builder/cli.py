@@ -16,7 +16,7 @@ from typing import Sequence
 
 from dataset_builder.config import FLOW_PRESETS, MAX_INTERPOLATE, RENDER_CODECS, BuildConfig, \
     RenderConfig
-from dataset_builder.errors import BuildError, SourceTooShort
+from dataset_builder.errors import BuildError, DecodeFailed, SourceTooShort
 from unsmear.cli_conventions import Parser, add_output_options, add_version, program, run
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = {"build": _build, "render": _render, "probe": _probe, "sheet": _sheet}[args.command]
     return run(lambda: command(args), verbose=args.verbose or args.verbose_first,
-               user_errors=(BuildError,),
+               user_errors=(BuildError,), failures=(DecodeFailed,),
                interrupted="interrupted: run the same command again to resume")
 
 

@@ -13,3 +13,8 @@ class BuildError(ValueError):
 
 class SourceTooShort(BuildError):
     """A source has too few frames for the window (``--skip-short`` skips these)."""
+
+
+class DecodeFailed(BuildError):
+    """A video that opened fails to decode partway: the work ran and failed (exit 1), not a
+    usage mistake; still a BuildError, so a folder build and ``jobs`` report it per source."""

@@ -34,7 +34,7 @@ try:
 except ImportError:  # no decord wheel for this platform (macOS, Linux ARM): PyAV reads all
     decord = None
 
-from dataset_builder.errors import BuildError
+from dataset_builder.errors import BuildError, DecodeFailed
 from dataset_builder.images import read_image
 from unsmear.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, display_matrix, displayed, turns_quarter
 
@@ -400,7 +400,7 @@ class PyAVReader:
                 self._ended = True
                 break
             except av.FFmpegError as exc:
-                raise BuildError(f"cannot decode {self.info.path} frame {self._next}: "
+                raise DecodeFailed(f"cannot decode {self.info.path} frame {self._next}: "
                                  f"{_reason(exc)}") from exc
             if self._next >= start:
                 array = frame.to_ndarray(format=self._fmt)

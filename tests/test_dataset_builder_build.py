@@ -394,3 +394,18 @@ def test_a_variable_frame_rate_source_is_warned_about(tmp_path, caplog):
     uneven = make_clip(tmp_path / "uneven.mkv", frames=32, fps=240, vfr=True).path
     probe_source(uneven)
     assert "variable frame rate" in caplog.text
+
+
+def test_a_video_failing_to_decode_partway_exits_1(tmp_path, capsys, monkeypatch):
+    """The work ran and failed (README: exit 1), unlike a usage mistake (2)."""
+    import dataset_builder.build
+    from dataset_builder.errors import DecodeFailed
+
+    def failing(*args, **kwargs):
+        raise DecodeFailed("cannot decode clip.mp4 frame 12: Invalid data found")
+
+    monkeypatch.setattr(dataset_builder.build, "build_pairs", failing)
+    footage = tmp_path / "footage"
+    moving_clip(footage / "one.mkv", 20, seed=1)
+    assert main(["build", str(footage), str(tmp_path / "pairs"), "-q"]) == 1
+    assert capsys.readouterr().err.strip() == "error: cannot decode clip.mp4 frame 12: Invalid data found"
