@@ -39,6 +39,7 @@ from dataset_builder.manifest import (PARTIAL_DIR, SOURCES_DIR, PairRecord,
 from dataset_builder.response import Response, load_response
 from dataset_builder.sources import (FrameReader, SourceInfo, open_source, probe_source,
                                      source_name)
+from unsmear.files import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -277,12 +278,36 @@ def already_built(out: Path, name: str, path: Path) -> bool:
             raise BuildError(f"{out} already holds pairs named {name!r}, built from "
                              f"{built_from}; {path} has the same name: build it into "
                              f"another folder, or rename it")
+        _warn_if_changed(done, source)
         return True
     for other in sorted((Path(out) / SOURCES_DIR).glob("*.jsonl")):
         if _built_from(other) == source:  # the same footage under another name (another root)
             log.warning("%s: already built as %r; skipped", path, other.stem)
             return True
     return False
+
+
+def _fingerprint_path(done: Path) -> Path:
+    """Beside a finished source's records: the size and modification time it was built from."""
+    return done.with_suffix(".source.json")
+
+
+def _fingerprint(path: Path) -> dict[str, int]:
+    stat = Path(path).stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _warn_if_changed(done: Path, source: Path) -> None:
+    """Warn when a finished source's file changed since its pairs were built (re-rendered with
+    other settings, re-exported): they are kept, as pairs of the old file."""
+    try:
+        then = json.loads(_fingerprint_path(done).read_text(encoding="utf-8"))
+        now = _fingerprint(source)
+    except (OSError, ValueError):  # built before fingerprints were kept, or gone
+        return
+    if then != now:
+        log.warning("%s: changed since its pairs were built (size or modification time); its "
+                    "pairs are of the old file: delete %s to build them again", source, done)
 
 
 def _unique_names(sources: Sequence[Path], root: Path | None) -> list[tuple[Path, str]]:
@@ -432,6 +457,7 @@ class _SourceBuilder:
             raise BuildError(f"{self.info.name}: the video ended after fewer frames than its "
                              "header says, too few for one pair")
         write_records(self.done_path, sorted(records, key=lambda r: r.index))
+        write_bytes_atomic(_fingerprint_path(self.done_path), json.dumps(_fingerprint(self.info.path)).encode())
         self.progress_path.unlink()
         # Tidy up the empty folder; another process (Ray task) may be filling it again.
         with contextlib.suppress(OSError):

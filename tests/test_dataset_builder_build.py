@@ -409,3 +409,20 @@ def test_a_video_failing_to_decode_partway_exits_1(tmp_path, capsys, monkeypatch
     moving_clip(footage / "one.mkv", 20, seed=1)
     assert main(["build", str(footage), str(tmp_path / "pairs"), "-q"]) == 1
     assert capsys.readouterr().err.strip() == "error: cannot decode clip.mp4 frame 12: Invalid data found"
+
+
+def test_a_source_changed_since_its_pairs_were_built_is_named(tmp_path, caplog):
+    """Pairs are kept per source name; a source file replaced since (re-rendered with other
+    settings) used to be skipped silently as done, its old pairs standing for it."""
+    footage = tmp_path / "footage"
+    clip = moving_clip(footage / "one.mkv", 40, seed=1)
+    out = tmp_path / "pairs"
+    config = BuildConfig(val_fraction=0.0)
+    build_pairs([clip], out, config, progress=False)
+    with caplog.at_level("WARNING"):
+        build_pairs([clip], out, config, progress=False)  # the same file: done, nothing said
+    assert "changed since its pairs were built" not in caplog.text
+    moving_clip(clip, 40, seed=2)  # another clip under the same name
+    with caplog.at_level("WARNING"):
+        build_pairs([clip], out, config, progress=False)
+    assert "changed since its pairs were built" in caplog.text and "one.jsonl" in caplog.text
