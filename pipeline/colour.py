@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import av
 import cv2
 import numpy as np
-from av.video.reformatter import Interpolation, VideoReformatter
+from av.video.reformatter import VideoReformatter
 
 from unsmear.media import frame_side_data
 
@@ -189,9 +189,9 @@ def rgb48_to_yuv(rgb: np.ndarray, pix_fmt: str, sws_matrix: int, sws_range: int)
                     block = cv2.resize(block, (plane.width, plane.height), interpolation=cv2.INTER_AREA)
                 chroma = cv2.transform(block, to_yuv[1:])
             samples = chroma[..., index - 1]
-        codes = np.zeros((plane.height, plane.line_size // dtype.itemsize), dtype)
-        codes[:, :plane.width] = np.minimum(samples, (1 << bits) - 1)
-        plane.update(codes)
+        # Straight into the frame's plane (its padding past the width is never read).
+        codes = np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // dtype.itemsize)
+        np.minimum(samples, (1 << bits) - 1, out=codes[:, :plane.width], casting="unsafe")
     return frame
 
 

@@ -162,10 +162,10 @@ class Damage:
         The decode order's end, moved by the stream's reorder delay (latest pts - latest
         dts), is where presentation ends: a held last frame keeps its hold, B-frames or not.
         """
-        ends = [end for end in (self._pts_end,) if end is not None]
+        ends = [self._pts_end] if self._pts_end is not None else []
         if self._dts_end is not None:
             ends.append(self._dts_end + max(0, self._max_pts - self._max_dts))
-        return max(ends) if ends else None
+        return max(ends, default=None)
 
     def describe(self) -> str | None:
         """One line of numbers, or None for an undamaged input."""

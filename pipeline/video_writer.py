@@ -61,11 +61,11 @@ INTERLEAVE_AHEAD_S = 1.0
 WEBM_EXTENSIONS = {".webm"}
 Y4M_EXTENSIONS = {".y4m"}
 OGG_EXTENSIONS = {".ogv", ".ogg"}
-MPEG_PS_EXTENSIONS = {".mpg", ".mpeg", ".vob"}
 # Raw elementary streams can't hold timestamps or audio; their output goes into Matroska.
 RAW_STREAM_EXTENSIONS = {".h264", ".264", ".h265", ".265", ".hevc", ".m4v", ".vvc", ".266", ".ivf", ".obu"}
 MOV_FAMILY = {"mp4", "mov", "m4v", "3gp", "3g2", "ismv"}
 MATROSKA_FAMILY = {"mkv", "webm", "matroska"}
+MPEG_PS_FAMILY = {"mpg", "mpeg", "vob"}  # MPEG program streams (extensions and muxer names)
 # Muxers that store a display matrix (rotation, mirroring): the ISO media family and Matroska
 # (checked by writing each extension of unsmear.media.VIDEO_EXTENSIONS, 2026-12-08).
 DISPLAY_MATRIX_MUXERS = {"mp4", "mov", "3gp", "3g2", "ipod", "ismv", "matroska", "webm"}
@@ -122,7 +122,7 @@ def choose_codec(settings: EncoderSettings, info: VideoInfo, output: Path) -> st
         if codec.type != "video":
             raise PipelineError(f"{settings.codec!r} is an {codec.type} encoder, not a video one "
                                 f"(try libx264, libx265, libvpx-vp9, libsvtav1, ffv1)")
-        if output.suffix.lower() in MPEG_PS_EXTENSIONS and codec.name not in FRAME_RATE_ENCODERS:
+        if output.suffix.lower().lstrip(".") in MPEG_PS_FAMILY and codec.name not in FRAME_RATE_ENCODERS:
             raise PipelineError(f"{output.name}: an MPEG program stream keeps the frames' timestamps "
                                 f"only for MPEG-1/2 video (--codec mpeg2video); write .ts or .mkv "
                                 f"for {codec.name}")
@@ -138,7 +138,7 @@ def choose_codec(settings: EncoderSettings, info: VideoInfo, output: Path) -> st
     if output.suffix.lower() == ".avi":
         # H.264 in AVI reads back one frame late (AVI has no pts); MPEG-4 Part 2 is native there.
         return "mpeg4"
-    if output.suffix.lower() in MPEG_PS_EXTENSIONS:
+    if output.suffix.lower().lstrip(".") in MPEG_PS_FAMILY:
         # H.264 in MPEG program streams reads back without the first frames' timestamps, shifted
         # (FFmpeg's muxer alike); MPEG-2 video is that container's own.
         return "mpeg2video"
@@ -287,21 +287,22 @@ class VideoWriter:
         self.pix_fmt = choose_pix_fmt(self.codec, settings, info)
         self.colour = colour.for_output(self.pix_fmt, info.height)
         options = dict(container_options or {})
-        if (container_format or self.path.suffix.lower().lstrip(".")) in MOV_FAMILY:
+        kind = container_format or self.path.suffix.lower().lstrip(".")
+        if kind in MOV_FAMILY:
             # MP4 keeps a non-zero start time with an edit list written in the movie time
             # scale (1/1000 s by default); in the video's own scale no frame moves by rounding.
             options.setdefault("movie_timescale", str(info.time_base.denominator))
-        if (container_format or self.path.suffix.lower().lstrip(".")) in MATROSKA_FAMILY:
+        if kind in MATROSKA_FAMILY:
             # AAC/Opus priming puts the first audio packet before 0; by default the muxer
             # would shift every stream (the video too) to start at 0. Matroska stores the
             # negative time as it is, so every timestamp stays the input's.
             options.setdefault("avoid_negative_ts", "disabled")
-        if (container_format or self.path.suffix.lower().lstrip(".")) in FRAME_SLOT_FORMATS:
+        if kind in FRAME_SLOT_FORMATS:
             # Audio starting up to a slot before the video's grid (see _avi_origin) would make
             # the muxer shift every stream, the video off its slots by rounding. AVI ignores
             # audio times anyway: its audio starts with the file.
             options.setdefault("avoid_negative_ts", "disabled")
-        if (container_format or self.path.suffix.lower()) in MPEG_PS_EXTENSIONS | {"mpeg", "vob"}:
+        if kind in MPEG_PS_FAMILY:
             # The program stream muxer delays every timestamp by its decoder preload (0.5 s).
             options.setdefault("preload", "0")
         try:
